@@ -1,0 +1,1 @@
+"""Authentication: who is calling (a `Principal`) from the request's key."""

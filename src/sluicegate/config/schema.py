@@ -1,0 +1,102 @@
+"""The configuration file's schema (SPEC §3) as frozen msgspec structs.
+
+Unknown keys are rejected (`forbid_unknown_fields`) and every struct is frozen, so a loaded
+config can be shared by all in-flight requests and swapped whole on reload. Secrets arrive
+here already resolved from `env:`/`file:` references (see loader.py).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Strategy = Literal["round-robin", "weighted", "least-busy", "least-latency", "lowest-cost", "usage-aware"]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class Price(_Strict):
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float | None = None
+
+
+class MockOptions(_Strict):
+    """Behaviour of the built-in `mock` provider (SPEC §5)."""
+
+    reply: str | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float = 0.0
+    tokens_per_s: float = 0.0  # 0 = as fast as possible
+    fail_rate: float = 0.0
+    fail_status: int = 500
+    timeout_rate: float = 0.0  # share of calls that never answer (the gateway's timeout fires)
+    cut_after_tokens: int | None = None  # streams stop after N tokens without finishing
+
+
+class ModelEntry(_Strict):
+    name: str
+    provider: str
+    model: str | None = None
+    api_key: str | None = None
+    api_base: str | None = None
+    api_version: str | None = None
+    preset: str | None = None
+    weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
+    price: Price | None = None
+    timeout_s: float | None = None
+    connect_timeout_s: float | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    default_max_tokens: int | None = None
+    drop_params: bool = False
+    mock: MockOptions | None = None
+    # Provider-specific fields named in SPEC §3 (used by the providers of issue #3).
+    aws_region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    vertex_project: str | None = None
+    vertex_location: str | None = None
+    vertex_credentials: str | None = None
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model or self.name
+
+
+class RouterConfig(_Strict):
+    strategy: Strategy = "round-robin"
+    retries: int = 0
+    timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
+    ttft_timeout_s: float = 30.0
+    fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+
+
+class CacheConfig(_Strict):
+    backend: Literal["memory", "redis"] = "memory"
+    ttl_s: float = 3600.0
+
+
+class ServerConfig(_Strict):
+    """Transport settings (not in SPEC §3's example; see docs/configuration.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8400
+    workers: int = 1
+    max_body_bytes: int = 10 * 1024 * 1024
+
+
+class Config(_Strict):
+    master_key: str | None = None
+    database_url: str = "sqlite:///sluicegate.db"
+    redis_url: str | None = None
+    models: list[ModelEntry] = msgspec.field(default_factory=list)
+    router: RouterConfig = msgspec.field(default_factory=RouterConfig)
+    cache: CacheConfig | None = None
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)

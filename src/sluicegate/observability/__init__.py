@@ -1,0 +1,1 @@
+"""Logging (and, in later releases, metrics and tracing)."""

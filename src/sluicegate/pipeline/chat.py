@@ -1,0 +1,192 @@
+"""The Chat Completions path, top to bottom: validate -> resolve -> dispatch -> respond.
+
+Non-streamed calls read the provider's reply whole and send it on. Streamed calls hold the
+response headers until the provider's first event has been translated: until then every
+failure is an ordinary HTTP error (and, from issue #5 on, a retry on another deployment);
+after it, a failure becomes one in-band error event and the stream ends without `[DONE]`.
+A client that disconnects cancels the upstream request at once.
+
+Later steps of the SPEC pipeline (limits, cache, retries, ledger) slot in between these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+
+import orjson
+
+from ..errors import GatewayError, ModelNotFoundError, UpstreamTimeoutError
+from ..providers.base import StreamTranslator
+from ..server.http import JSON_CT, SSE_HEADERS, Receive, Send, send_bytes
+from ..server.runtime import Runtime
+from ..types import ChatRequest, UpstreamReply, UpstreamRequest
+from ..upstream.client import UpstreamStream
+from ..upstream.sse import SSEDecoder
+from .context import RequestContext
+from .validate import chat_request, parse_json_object
+
+
+async def chat_completions(rt: Runtime, ctx: RequestContext, raw: bytes, receive: Receive, send: Send) -> None:
+    request = chat_request(parse_json_object(raw))
+    ctx.model = request.model
+    group = rt.groups.get(request.model)
+    if group is None:
+        raise ModelNotFoundError(f"the model '{request.model}' does not exist", param="model")
+    assert ctx.principal is not None
+    ctx.principal.check_model(request.model)
+    deployment = group.choose()
+    ctx.deployment = deployment
+    ctx.attempts = 1
+    upstream_request = deployment.adapter.build_request(request)
+    if request.stream:
+        await _stream(rt, ctx, request, upstream_request, receive, send)
+    else:
+        await _complete(ctx, request, upstream_request, send)
+
+
+async def _open(ctx: RequestContext, upstream_request: UpstreamRequest) -> UpstreamStream:
+    """Send the request; returns at the provider's status line. Callers bound it with a deadline."""
+    deployment = ctx.deployment
+    assert deployment is not None
+    return await deployment.transport.open(  # type: ignore[no-any-return]  # Transport protocol
+        upstream_request, timeout_s=deployment.timeout_s, connect_timeout_s=deployment.connect_timeout_s
+    )
+
+
+async def _raise_for_status(ctx: RequestContext, stream: UpstreamStream) -> None:
+    if stream.status < 400:
+        return
+    body = await stream.read()
+    assert ctx.deployment is not None
+    raise ctx.deployment.adapter.map_error(UpstreamReply(stream.status, stream.headers, body))
+
+
+async def _complete(ctx: RequestContext, request: ChatRequest, upstream_request: UpstreamRequest, send: Send) -> None:
+    deployment = ctx.deployment
+    assert deployment is not None
+    began = perf_counter()
+    try:
+        async with asyncio.timeout(deployment.timeout_s):
+            stream = await _open(ctx, upstream_request)
+            await _raise_for_status(ctx, stream)
+            body = await stream.read()
+    except TimeoutError as exc:
+        raise UpstreamTimeoutError(f"the provider did not finish within {deployment.timeout_s:g} s") from exc
+    finally:
+        ctx.upstream_s = perf_counter() - began
+    response = deployment.adapter.parse_response(request, UpstreamReply(stream.status, stream.headers, body))
+    ctx.usage = response.usage
+    headers = ctx.model_headers()
+    headers.append(JSON_CT)
+    ctx.response_started = True
+    await send_bytes(send, 200, response.content, headers)
+
+
+class _DisconnectWatcher:
+    """Cancels the streaming task when the client goes away, so the upstream call stops at once."""
+
+    __slots__ = ("_receive", "_target", "_task", "active", "fired")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._target = asyncio.current_task()
+        self.active = True
+        self.fired = False
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+        # `active` is cleared just before the final send: uvicorn then reports "disconnect" too.
+        if self.active and self._target is not None:
+            self.fired = True
+            self._target.cancel()
+
+    def stop(self) -> None:
+        self.active = False
+        self._task.cancel()
+
+
+def _error_frame(error: GatewayError) -> bytes:
+    return b"data: " + orjson.dumps(error.to_openai()) + b"\n\n"
+
+
+async def _stream(
+    rt: Runtime,
+    ctx: RequestContext,
+    request: ChatRequest,
+    upstream_request: UpstreamRequest,
+    receive: Receive,
+    send: Send,
+) -> None:
+    deployment = ctx.deployment
+    assert deployment is not None
+    ttft_s = min(rt.config.router.ttft_timeout_s, deployment.timeout_s)
+    began = perf_counter()
+    watcher = _DisconnectWatcher(receive)
+    upstream: UpstreamStream | None = None
+    translator: StreamTranslator | None = None
+    try:
+        # Phase 1 — before the commit point: failures are plain HTTP errors.
+        try:
+            async with asyncio.timeout(ttft_s):
+                upstream = await _open(ctx, upstream_request)
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(f"the provider did not answer within {ttft_s:g} s") from exc
+        await _raise_for_status(ctx, upstream)
+        translator = deployment.adapter.stream_translator(request)
+        decoder = SSEDecoder()
+        chunks = upstream.iter_chunks().__aiter__()
+        first: list[bytes] = []
+        try:
+            async with asyncio.timeout(max(0.001, ttft_s - (perf_counter() - began))):
+                while not first:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        first.extend(translator.finish())  # raises if the provider sent nothing usable
+                        break
+                    for event in decoder.feed(chunk):
+                        first.extend(translator.feed(event))
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(f"no first token from the provider within {ttft_s:g} s") from exc
+        ctx.upstream_s = perf_counter() - began
+        headers = ctx.model_headers()
+        headers.extend(SSE_HEADERS)
+        ctx.response_started = True
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"".join(first), "more_body": True})
+        if translator.finished:
+            watcher.active = False
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        # Phase 2 — committed: forward every event; a failure becomes an in-band error event.
+        try:
+            async for chunk in chunks:
+                frames: list[bytes] = []
+                for event in decoder.feed(chunk):
+                    frames.extend(translator.feed(event))
+                if frames:
+                    await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
+            tail = b"".join(translator.finish())
+        except GatewayError as error:
+            tail = _error_frame(error)
+        watcher.active = False
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+    except asyncio.CancelledError:
+        if not watcher.fired:
+            raise
+        # The client left: the upstream connection is closed below and whatever usage the
+        # stream reported so far stays on the context for billing.
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+    finally:
+        watcher.stop()
+        if upstream is not None:
+            upstream.close()
+        if translator is not None:
+            ctx.usage = translator.usage

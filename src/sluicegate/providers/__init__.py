@@ -1,0 +1,1 @@
+"""Provider adapters: one module per provider, all with the skeleton of `base.Adapter`."""

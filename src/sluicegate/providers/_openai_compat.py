@@ -1,0 +1,165 @@
+"""Shared base for every provider that speaks OpenAI Chat Completions on the wire.
+
+The request goes out as the caller's body with `model` replaced by the provider's id and
+`stream_options.include_usage` added to streams (so every call can be priced); replies and
+stream events are passed through byte for byte, parsed only to read usage and errors.
+Vendors differ in base URL, auth header, unsupported parameters and error-body shape; those
+are class attributes and small hooks, so a new vendor is a few lines.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+from ..errors import GatewayError, InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
+from ..types import ChatRequest, ChatResponse, UpstreamReply, UpstreamRequest, Usage
+from ..upstream.sse import SSEEvent
+from .base import DONE_FRAME, Adapter, StreamTranslator, loads_lenient, sse_frame
+
+
+class OpenAIPassthroughStream(StreamTranslator):
+    """Forwards OpenAI SSE events unchanged; reads usage; hides the usage chunk the caller did not ask for."""
+
+    __slots__ = ("hide_usage_chunk",)
+
+    def __init__(self, hide_usage_chunk: bool) -> None:
+        self.hide_usage_chunk = hide_usage_chunk
+        self.usage: Usage | None = None
+        self.finished = False
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        data = event.data
+        if data[:6] == b"[DONE]":
+            self.finished = True
+            return [DONE_FRAME]
+        try:
+            chunk = loads_lenient(data)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError("the provider sent a stream event that is not JSON") from exc
+        if not isinstance(chunk, dict):
+            raise UpstreamProtocolError("the provider sent a stream event that is not a JSON object")
+        error = chunk.get("error")
+        if error:
+            raise error_from_body(chunk, 500, {})
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
+            if self.hide_usage_chunk and not chunk.get("choices"):
+                return []
+        # Groq reports usage in an `x_groq` envelope on the last chunk instead.
+        x_groq = chunk.get("x_groq")
+        if isinstance(x_groq, dict) and x_groq.get("usage"):
+            self.usage = Usage.from_openai(x_groq["usage"])
+        return [sse_frame(data)]
+
+
+def error_from_body(body: Any, status: int, headers: dict[str, str]) -> UpstreamStatusError:
+    """OpenAI `{"error":{...}}`, vLLM's old top-level `{"object":"error",...}`, OpenRouter's int codes."""
+    message: str | None = None
+    err_type: str | None = None
+    param: str | None = None
+    code: Any = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        source = err if isinstance(err, dict) else body
+        if isinstance(err, str):
+            message = err
+        else:
+            raw_message = source.get("message")
+            message = raw_message if isinstance(raw_message, str) else None
+            err_type = source.get("type") if isinstance(source.get("type"), str) else None
+            param = source.get("param") if isinstance(source.get("param"), str) else None
+            code = source.get("code")
+    if code is not None and not isinstance(code, str):
+        code = str(code)
+    passthrough = {k: v for k, v in headers.items() if k in ("retry-after", "retry-after-ms")}
+    return UpstreamStatusError(
+        message or f"the provider returned HTTP {status}",
+        upstream_status=status,
+        upstream_type=err_type,
+        param=param,
+        code=code,
+        headers=passthrough,
+    )
+
+
+class OpenAICompatibleBase(Adapter):
+    """Adapter for any server speaking OpenAI Chat Completions."""
+
+    default_api_base: ClassVar[str | None] = None
+    supports_stream_usage: ClassVar[bool] = True
+    # Parameters the server rejects or ignores; the caller gets a 400 naming one (or it is dropped
+    # when the model sets `drop_params: true`).
+    unsupported_params: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, entry: Any) -> None:
+        super().__init__(entry)
+        base = (entry.api_base or self.default_api_base or "").rstrip("/")
+        self.url = f"{base}/chat/completions"
+        headers = {"content-type": "application/json"}
+        if entry.api_key:
+            headers.update(self.auth_headers(entry.api_key))
+        headers.update(entry.headers)
+        self.headers = headers
+        self.model_id = entry.upstream_model
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"}
+
+    def prepare_body(self, request: ChatRequest) -> dict[str, Any]:
+        body = request.body
+        if self.unsupported_params:
+            present = self.unsupported_params.intersection(body)
+            if present:
+                if not self.entry.drop_params:
+                    name = sorted(present)[0]
+                    raise InvalidRequestError(
+                        f"parameter '{name}' is not supported by model '{request.model}' "
+                        f"(provider {self.entry.provider}); remove it or set drop_params: true",
+                        param=name,
+                        code="unsupported_parameter",
+                    )
+                body = {k: v for k, v in body.items() if k not in present}
+        out = dict(body)
+        out["model"] = self.model_id
+        if request.stream and self.supports_stream_usage:
+            options = out.get("stream_options")
+            options = dict(options) if isinstance(options, dict) else {}
+            options["include_usage"] = True
+            out["stream_options"] = options
+        return out
+
+    def build_request(self, request: ChatRequest) -> UpstreamRequest:
+        return UpstreamRequest("POST", self.url, self.headers, orjson.dumps(self.prepare_body(request)))
+
+    def parse_response(self, request: ChatRequest, reply: UpstreamReply) -> ChatResponse:
+        try:
+            body = loads_lenient(reply.body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
+        if not isinstance(body, dict) or "choices" not in body:
+            if isinstance(body, dict) and body.get("error"):
+                raise error_from_body(body, 500, reply.headers)
+            raise UpstreamProtocolError("the provider's reply is not a chat completion")
+        finish = None
+        choices = body.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            finish = choices[0].get("finish_reason")
+        # DeepSeek may prefix replies with blank lines under load; send clean JSON on.
+        content = reply.body if reply.body[:1] == b"{" else orjson.dumps(body)
+        return ChatResponse(content=content, usage=Usage.from_openai(body.get("usage")), finish_reason=finish)
+
+    def stream_translator(self, request: ChatRequest) -> StreamTranslator:
+        return OpenAIPassthroughStream(hide_usage_chunk=self.supports_stream_usage and not request.include_usage)
+
+    def map_error(self, reply: UpstreamReply) -> GatewayError:
+        try:
+            body: Any = loads_lenient(reply.body) if reply.body.strip() else None
+        except (orjson.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if body is None:
+            text = reply.body[:500].decode("utf-8", "replace").strip()
+            body = {"error": {"message": text or None}}
+        return error_from_body(body, reply.status, reply.headers)

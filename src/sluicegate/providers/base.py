@@ -1,0 +1,81 @@
+"""The adapter interface: how one provider's wire format maps to the gateway's internal types.
+
+An adapter is pure translation. It turns a `ChatRequest` into an `UpstreamRequest` (method, URL,
+headers, body bytes), a complete reply into a `ChatResponse`, each upstream stream event into
+zero or more OpenAI SSE frames (through a per-stream `StreamTranslator`), and an upstream error
+(status, headers, body) into our exception tree. Network I/O lives in `upstream/`; the pipeline
+joins the two. Adapters are built once per deployment at config load, so per-call work is only
+the translation itself.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
+
+from ..errors import GatewayError, UpstreamProtocolError
+from ..types import ChatRequest, ChatResponse, UpstreamReply, UpstreamRequest, Usage
+
+if TYPE_CHECKING:
+    from ..config.schema import ModelEntry
+    from ..upstream.sse import SSEEvent
+
+DONE_FRAME = b"data: [DONE]\n\n"
+
+
+def sse_frame(payload: bytes) -> bytes:
+    """One OpenAI-style SSE event around a single-line JSON payload."""
+    return b"data: " + payload + b"\n\n"
+
+
+def loads_lenient(data: bytes) -> Any:
+    """Parse JSON from a provider, repairing invalid UTF-8 rather than failing the whole call."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return orjson.loads(data.decode("utf-8", "replace"))
+
+
+class StreamTranslator(ABC):
+    """Per-stream state: upstream events in, OpenAI SSE frames out.
+
+    `feed` raises a GatewayError when the provider reports an error inside the stream; the
+    pipeline turns it into the in-band error event. `finish` is called at upstream EOF and
+    returns the closing frames, or raises UpstreamProtocolError if the stream was cut short.
+    """
+
+    usage: Usage | None = None
+    finished: bool = False
+
+    @abstractmethod
+    def feed(self, event: SSEEvent) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]:
+        if not self.finished:
+            raise UpstreamProtocolError("the provider ended the stream before it was complete")
+        return []
+
+
+class Adapter(ABC):
+    """One provider's translation. Subclasses set `provider` and implement the four methods."""
+
+    provider: ClassVar[str]
+    # Framing of the provider's streams: "sse" (everyone in this release), later "ndjson", "eventstream".
+    stream_format: ClassVar[str] = "sse"
+
+    def __init__(self, entry: ModelEntry) -> None:
+        self.entry = entry
+
+    @abstractmethod
+    def build_request(self, request: ChatRequest) -> UpstreamRequest: ...
+
+    @abstractmethod
+    def parse_response(self, request: ChatRequest, reply: UpstreamReply) -> ChatResponse: ...
+
+    @abstractmethod
+    def stream_translator(self, request: ChatRequest) -> StreamTranslator: ...
+
+    @abstractmethod
+    def map_error(self, reply: UpstreamReply) -> GatewayError: ...

@@ -1,0 +1,1 @@
+"""Routing: deployment groups and the choice of a deployment for each call."""

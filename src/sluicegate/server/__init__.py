@@ -1,0 +1,1 @@
+"""The ASGI application, its transport helpers and process start-up."""

@@ -1,0 +1,161 @@
+"""The ASGI application: transport concerns around the pipeline, nothing else.
+
+Per request: pick the few headers we use, set the request id, authenticate, read the body
+within the size limit, run the route's pipeline, and render any GatewayError as the API's
+error body. Nothing raises into a response that has already started; streams end with an
+in-band error event instead (pipeline/chat.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+
+import orjson
+
+from ..auth.principal import extract_key
+from ..config import load_config
+from ..config.schema import Config
+from ..errors import (
+    GatewayError,
+    MethodNotAllowedError,
+    ModelNotFoundError,
+    NotFoundError,
+    render_openai,
+)
+from ..pipeline.chat import chat_completions
+from ..pipeline.context import RequestContext
+from ..upstream.client import HttpTransport
+from .http import JSON_CT, ClientDisconnected, Receive, Scope, Send, pick_headers, read_body, send_bytes
+from .runtime import Runtime
+
+log = logging.getLogger("sluicegate")
+
+_REQUEST_ID_OK = re.compile(rb"^[\x21-\x7e]{1,128}$")
+_LIVE_BODY = b'{"status":"ok"}'
+
+Handler = Callable[["Gateway", RequestContext, bytes, Receive, Send], Awaitable[None]]
+
+
+async def _chat(app: Gateway, ctx: RequestContext, raw: bytes, receive: Receive, send: Send) -> None:
+    await chat_completions(app.runtime, ctx, raw, receive, send)
+
+
+# path -> (method, handler, needs body)
+_MODEL_ROUTES: dict[str, tuple[bytes, Handler]] = {
+    "/v1/chat/completions": (b"POST", _chat),
+    "/chat/completions": (b"POST", _chat),  # clients configured with a base URL lacking /v1
+}
+
+
+class Gateway:
+    """The ASGI callable. One instance per worker process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.http = HttpTransport()
+        self.runtime = Runtime(config, self.http)
+        self._counter = 0
+        self._pid = f"{os.getpid():x}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    def _request_id(self, given: bytes | None) -> bytes:
+        if given is not None and _REQUEST_ID_OK.match(given):
+            return given
+        # Unique per worker without a syscall: pid + counter; cheaper than uuid4 per request.
+        self._counter += 1
+        return b"sg-" + self._pid + b"-" + f"{self._counter:x}".encode()
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = pick_headers(scope["headers"])
+        ctx = RequestContext(request_id=self._request_id(headers.get(b"x-request-id")), started=perf_counter())
+        path: str = scope["path"]
+        try:
+            route = _MODEL_ROUTES.get(path)
+            if route is not None:
+                method, handler = route
+                if scope["method"].encode() != method:
+                    raise MethodNotAllowedError(f"{scope['method']} is not allowed on {path}; use {method.decode()}")
+                rt = self.runtime
+                ctx.principal = rt.authenticator.authenticate(_key(headers))
+                raw = await read_body(receive, rt.max_body_bytes, headers.get(b"content-length"))
+                await handler(self, ctx, raw, receive, send)
+                return
+            await self._small_routes(scope, ctx, headers, send)
+        except GatewayError as error:
+            if ctx.response_started:
+                log.warning("error after response start", extra={"request_id": ctx.request_id.decode()})
+                return
+            await _send_error(send, ctx, error)
+        except ClientDisconnected:
+            return
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": ctx.request_id.decode()})
+            if not ctx.response_started:
+                await _send_error(send, ctx, GatewayError("internal error in the gateway"))
+
+    async def _small_routes(self, scope: Scope, ctx: RequestContext, headers: dict[bytes, bytes], send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        rt = self.runtime
+        if path == "/health/live":
+            await send_bytes(send, 200, _LIVE_BODY, [JSON_CT, (b"x-request-id", ctx.request_id)])
+            return
+        if path == "/health/ready":
+            body = orjson.dumps({"status": "ready", "models": len(rt.groups)})
+            await send_bytes(send, 200, body, [JSON_CT, (b"x-request-id", ctx.request_id)])
+            return
+        if path == "/v1/models" or path.startswith("/v1/models/"):
+            if method != "GET":
+                raise MethodNotAllowedError(f"{method} is not allowed on {path}; use GET")
+            ctx.principal = rt.authenticator.authenticate(_key(headers))
+            if path == "/v1/models":
+                body = rt.models_list_body
+            else:
+                model_id = path[len("/v1/models/") :]
+                found = rt.model_bodies.get(model_id)
+                if found is None:
+                    raise ModelNotFoundError(f"the model '{model_id}' does not exist", param="model")
+                body = found
+            await send_bytes(send, 200, body, [JSON_CT, (b"x-request-id", ctx.request_id)])
+            return
+        raise NotFoundError(f"no route for {method} {path}")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.http.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _key(headers: dict[bytes, bytes]) -> str | None:
+    return extract_key(headers.get(b"authorization"), headers.get(b"x-api-key"))
+
+
+async def _send_error(send: Send, ctx: RequestContext, error: GatewayError) -> None:
+    headers = [JSON_CT, (b"x-request-id", ctx.request_id)]
+    headers.extend((k.encode(), v.encode()) for k, v in error.headers.items())
+    if ctx.deployment is not None:
+        headers.append((b"x-sluicegate-deployment", ctx.deployment.label.encode()))
+    await send_bytes(send, error.http_status, render_openai(error), headers)
+
+
+def create_app() -> Gateway:
+    """uvicorn factory: each worker loads the config named by the parent (`SLUICEGATE_CONFIG`)."""
+    from ..observability.logging import configure_logging
+
+    configure_logging()
+    return Gateway(load_config(os.environ.get("SLUICEGATE_CONFIG") or None, use_search=False))

@@ -1,0 +1,57 @@
+"""Everything a request needs that is built once from a config: groups, deployments, auth, limits.
+
+A `Runtime` is immutable once built; a config reload (issue #5) builds a new one and swaps the
+reference, so in-flight requests keep the snapshot they started with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import orjson
+
+from ..auth.principal import Authenticator
+from ..config.schema import Config
+from ..providers.registry import make_adapter
+from ..routing.deployment import Deployment
+from ..routing.router import ModelGroup
+from ..upstream.client import HttpTransport
+
+
+class Runtime:
+    def __init__(self, config: Config, http: HttpTransport) -> None:
+        self.config = config
+        self.http = http
+        self.authenticator = Authenticator(config.master_key)
+        self.max_body_bytes = config.server.max_body_bytes
+        self.started_at = int(time.time())
+        grouped: dict[str, list[Deployment]] = {}
+        labels = Counter(f"{e.provider}/{e.upstream_model}" for e in config.models)
+        seen: Counter[str] = Counter()
+        for entry in config.models:
+            label = f"{entry.provider}/{entry.upstream_model}"
+            seen[label] += 1
+            if labels[label] > 1:
+                label = f"{label}#{seen[label]}"
+            adapter = make_adapter(entry)
+            make_transport = getattr(adapter, "make_transport", None)
+            transport = make_transport() if make_transport is not None else http
+            grouped.setdefault(entry.name, []).append(
+                Deployment(
+                    label=label,
+                    entry=entry,
+                    adapter=adapter,
+                    transport=transport,
+                    timeout_s=entry.timeout_s or config.router.timeout_s,
+                    connect_timeout_s=entry.connect_timeout_s or config.router.connect_timeout_s,
+                )
+            )
+        self.groups = {name: ModelGroup(name, deps, config.router.strategy) for name, deps in grouped.items()}
+        # /v1/models answers are the same for every call: encode them once.
+        self._model_objects = {
+            name: {"id": name, "object": "model", "created": self.started_at, "owned_by": group.owned_by}
+            for name, group in self.groups.items()
+        }
+        self.models_list_body = orjson.dumps({"object": "list", "data": list(self._model_objects.values())})
+        self.model_bodies = {name: orjson.dumps(obj) for name, obj in self._model_objects.items()}

@@ -1,0 +1,1 @@
+"""Network I/O with providers: the pooled HTTP client, stream framing parsers."""
