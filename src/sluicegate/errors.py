@@ -77,7 +77,14 @@ class GatewayError(Exception):
         return self.type
 
     def to_openai(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
     def to_anthropic(self) -> dict[str, Any]:
         kind = _ANTHROPIC_TYPES.get(self.http_status)
@@ -161,7 +168,10 @@ class UpstreamStatusError(UpstreamError):
 
     Provider 4xx are the caller's problem (bad parameter, context too long) and keep their status;
     provider 5xx become 502 so a client can tell "the provider failed" from "the gateway failed".
+    The provider's `code` is kept as sent, null included.
     """
+
+    default_code = None
 
     def __init__(
         self,

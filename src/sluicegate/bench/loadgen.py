@@ -26,7 +26,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def _run(url: str, concurrency: int, duration: float, key: str, stream: bool, warmup: float) -> dict[str, float]:
+async def _run(
+    url: str, concurrency: int, duration: float, key: str, stream: bool, warmup: float
+) -> dict[str, float]:
     body = BODY if not stream else orjson.dumps({**orjson.loads(BODY), "stream": True})
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     latencies: list[float] = []

@@ -36,8 +36,14 @@ NGINX_REPLY = orjson.dumps(
         "object": "chat.completion",
         "created": 1700000000,
         "model": "bench",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the benchmark upstream."},
-                     "logprobs": None, "finish_reason": "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello from the benchmark upstream."},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
         "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
     }
 ).decode()
@@ -85,7 +91,7 @@ def wait_http(url: str, deadline_s: float, headers: dict[str, str] | None = None
     began = time.perf_counter()
     while time.perf_counter() - began < deadline_s:
         try:
-            conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=1)
+            conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=1)
             conn.request("GET", parsed.path or "/", headers=headers or {})
             status = conn.getresponse().status
             conn.close()
@@ -98,9 +104,12 @@ def wait_http(url: str, deadline_s: float, headers: dict[str, str] | None = None
 
 
 @contextlib.contextmanager
-def process(args: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+def process(
+    args: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         yield proc
     finally:
@@ -152,8 +161,18 @@ http {{
         return
     if kind == "nginx":
         raise RuntimeError("nginx is not installed (apt-get install nginx-light)")
-    with process([sys.executable, "-m", "sluicegate", "mock-server", "--port", str(port),
-                  "--reply", "Hello from the benchmark upstream."]):
+    with process(
+        [
+            sys.executable,
+            "-m",
+            "sluicegate",
+            "mock-server",
+            "--port",
+            str(port),
+            "--reply",
+            "Hello from the benchmark upstream.",
+        ]
+    ):
         _wait_port(port)
         yield "mock", f"http://127.0.0.1:{port}/v1"
 
@@ -184,11 +203,28 @@ models:
     )
     env = {**os.environ, "SLUICEGATE_LOG_LEVEL": "WARNING"}
     began = time.perf_counter()
-    with process([sys.executable, "-m", "sluicegate", "serve", "--config", str(config), "--port", str(port),
-                  "--workers", str(workers)], env=env) as proc:
+    with process(
+        [
+            sys.executable,
+            "-m",
+            "sluicegate",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+    ) as proc:
         waited = wait_http(f"http://127.0.0.1:{port}/health/ready", 30)
-        target = Target("sluicegate", f"http://127.0.0.1:{port}/v1/chat/completions",
-                        {"authorization": f"Bearer {MASTER_KEY}"}, pid=proc.pid)
+        target = Target(
+            "sluicegate",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {"authorization": f"Bearer {MASTER_KEY}"},
+            pid=proc.pid,
+        )
         target.ready_s = time.perf_counter() - began if waited is not None else None
         yield target
 
@@ -211,14 +247,54 @@ general_settings:
   master_key: {MASTER_KEY}
 """
     )
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
-           "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true"}
+    # Offline and database-less (docs/benchmarks.md): bundled cost map, no telemetry, no .env, no DB/Redis.
+    dropped = ("DATABASE_URL", "DIRECT_URL", "REDIS_HOST", "REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_TELEMETRY": "False",
+            "LITELLM_MODE": "PRODUCTION",
+            "LITELLM_LOG": "ERROR",
+        }
+    )
+    log_config = tmp / "litellm-logging.json"
+    # LiteLLM's uvicorn logs every request by default; ours does not, so turn its access log off too.
+    log_config.write_bytes(
+        orjson.dumps(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"null": {"class": "logging.NullHandler"}},
+                "loggers": {"uvicorn.access": {"handlers": ["null"], "propagate": False, "level": "ERROR"}},
+            }
+        )
+    )
     began = time.perf_counter()
-    with process([LITELLM_BIN, "--config", str(config), "--port", str(port), "--num_workers", "1"],
-                 env=env, cwd=str(tmp)) as proc:
+    with process(
+        [
+            LITELLM_BIN,
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+            "--log_config",
+            str(log_config),
+        ],
+        env=env,
+        cwd=str(tmp),
+    ) as proc:
         wait_http(f"http://127.0.0.1:{port}/health/liveliness", 120)
-        target = Target("litellm", f"http://127.0.0.1:{port}/v1/chat/completions",
-                        {"authorization": f"Bearer {MASTER_KEY}"}, pid=proc.pid)
+        target = Target(
+            "litellm",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {"authorization": f"Bearer {MASTER_KEY}"},
+            pid=proc.pid,
+        )
         target.ready_s = time.perf_counter() - began
         yield target
 
@@ -232,11 +308,18 @@ def portkey(upstream_base: str, tmp: Path) -> Iterator[Target | None]:
         return
     port = free_port()
     began = time.perf_counter()
-    with process([node, str(entry), f"--port={port}"], cwd=str(tmp)) as proc:
+    with process([node, str(entry), f"--port={port}", "--headless"], cwd=str(tmp)) as proc:
         _wait_port(port, 60)
-        target = Target("portkey", f"http://127.0.0.1:{port}/v1/chat/completions",
-                        {"authorization": "Bearer sk-upstream", "x-portkey-provider": "openai",
-                         "x-portkey-custom-host": upstream_base}, pid=proc.pid)
+        target = Target(
+            "portkey",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {
+                "authorization": "Bearer sk-upstream",
+                "x-portkey-provider": "openai",
+                "x-portkey-custom-host": upstream_base,
+            },
+            pid=proc.pid,
+        )
         target.ready_s = time.perf_counter() - began
         yield target
 
@@ -261,38 +344,92 @@ def _wrk_script(tmp: Path, target: Target) -> Path:
     script = tmp / f"wrk-{target.name}.lua"
     headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in target.headers.items())
     body = target.body.decode().replace("\\", "\\\\").replace('"', '\\"')
-    script.write_text(f'wrk.method = "POST"\nwrk.body = "{body}"\nwrk.headers["content-type"] = "application/json"\n{headers}')
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = "{body}"\n'
+        f'wrk.headers["content-type"] = "application/json"\n{headers}'
+    )
     return script
 
 
-def measure(target: Target, concurrency: int, options: BenchOptions, tmp: Path, loadgen: str) -> dict[str, float]:
+def measure(
+    target: Target, concurrency: int, options: BenchOptions, tmp: Path, loadgen: str
+) -> dict[str, float]:
     if loadgen == "wrk":
         script = _wrk_script(tmp, target)
         if options.warmup_s > 0:
-            subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(options.warmup_s))}s", "-s",
-                            str(script), target.url], capture_output=True, check=False)
+            subprocess.run(
+                [
+                    "wrk",
+                    "-t1",
+                    f"-c{concurrency}",
+                    f"-d{max(1, round(options.warmup_s))}s",
+                    "-s",
+                    str(script),
+                    target.url,
+                ],
+                capture_output=True,
+                check=False,
+            )
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(options.duration_s))}s", "--latency", "-s",
-             str(script), target.url],
-            capture_output=True, text=True, check=False,
+            [
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{max(1, round(options.duration_s))}s",
+                "--latency",
+                "-s",
+                str(script),
+                target.url,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
         lat = {m.group(1): float(m.group(2)) * scale[m.group(3)] for m in _WRK_LATENCY.finditer(out)}
         non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
         errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
-        return {"rps": rps, "p50_ms": lat.get("50", float("nan")), "p99_ms": lat.get("99", float("nan")),
-                "errors": float(non2xx.group(1)) if non2xx else 0.0 + (float(errors.group(1)) if errors else 0.0)}
-    args = [sys.executable, "-m", "sluicegate.bench.loadgen", target.url, "--concurrency", str(concurrency),
-            "--duration", str(options.duration_s), "--warmup", str(options.warmup_s),
-            "--key", target.headers.get("authorization", "Bearer x").split(" ", 1)[1]]
+        return {
+            "rps": rps,
+            "p50_ms": lat.get("50", float("nan")),
+            "p99_ms": lat.get("99", float("nan")),
+            "errors": float(non2xx.group(1)) if non2xx else 0.0 + (float(errors.group(1)) if errors else 0.0),
+        }
+    args = [
+        sys.executable,
+        "-m",
+        "sluicegate.bench.loadgen",
+        target.url,
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(options.duration_s),
+        "--warmup",
+        str(options.warmup_s),
+        "--key",
+        target.headers.get("authorization", "Bearer x").split(" ", 1)[1],
+    ]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     return dict(orjson.loads(out.strip().splitlines()[-1]))
 
 
 def measure_ttft(url: str, key: str, options: BenchOptions) -> dict[str, float]:
-    args = [sys.executable, "-m", "sluicegate.bench.loadgen", url, "--concurrency", "1", "--stream",
-            "--duration", str(max(1.0, options.duration_s / 2)), "--warmup", str(options.warmup_s), "--key", key]
+    args = [
+        sys.executable,
+        "-m",
+        "sluicegate.bench.loadgen",
+        url,
+        "--concurrency",
+        "1",
+        "--stream",
+        "--duration",
+        str(max(1.0, options.duration_s / 2)),
+        "--warmup",
+        str(options.warmup_s),
+        "--key",
+        key,
+    ]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     return dict(orjson.loads(out.strip().splitlines()[-1]))
 
@@ -304,7 +441,11 @@ def run_bench(options: BenchOptions) -> int:
     elif loadgen == "wrk" and not shutil.which("wrk"):
         sys.stderr.write("wrk is not installed (apt-get install wrk)\n")
         return 2
-    report: dict[str, Any] = {"loadgen": loadgen, "workers": options.workers, "duration_s": options.duration_s}
+    report: dict[str, Any] = {
+        "loadgen": loadgen,
+        "workers": options.workers,
+        "duration_s": options.duration_s,
+    }
     with tempfile.TemporaryDirectory(prefix="sluicegate-bench-") as tmpdir:
         tmp = Path(tmpdir)
         with upstream_server(options.upstream, tmp) as (kind, base):
@@ -351,11 +492,18 @@ def run_bench(options: BenchOptions) -> int:
 
 def _stream_ttft(options: BenchOptions, tmp: Path) -> dict[str, float]:
     """Time to first token, direct vs through the gateway, against a streaming mock upstream."""
-    with upstream_server("mock", tmp, stream_capable=True) as (_, base), gateway(base, tmp, options.workers) as gw:
+    with (
+        upstream_server("mock", tmp, stream_capable=True) as (_, base),
+        gateway(base, tmp, options.workers) as gw,
+    ):
         direct = measure_ttft(f"{base}/chat/completions", "sk-upstream", options)
         through = measure_ttft(gw.url, MASTER_KEY, options)
-    return {"direct_p50_ms": direct["p50_ms"], "gateway_p50_ms": through["p50_ms"],
-            "added_p50_ms": through["p50_ms"] - direct["p50_ms"], "gateway_errors": through["errors"]}
+    return {
+        "direct_p50_ms": direct["p50_ms"],
+        "gateway_p50_ms": through["p50_ms"],
+        "added_p50_ms": through["p50_ms"] - direct["p50_ms"],
+        "gateway_errors": through["errors"],
+    }
 
 
 def _print_report(report: dict[str, Any], options: BenchOptions) -> None:
@@ -363,18 +511,35 @@ def _print_report(report: dict[str, Any], options: BenchOptions) -> None:
     from rich.table import Table
 
     console = Console(width=max(120, Console().width))
-    table = Table(title=f"sluicegate bench — upstream {report['upstream']}, load {report['loadgen']}, "
-                        f"{options.workers} worker(s), {options.duration_s:g} s per run")
-    for column in ("target", "concurrency", "req/s", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms",
-                   "errors", "ready s"):
+    table = Table(
+        title=f"sluicegate bench — upstream {report['upstream']}, load {report['loadgen']}, "
+        f"{options.workers} worker(s), {options.duration_s:g} s per run"
+    )
+    for column in (
+        "target",
+        "concurrency",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "added p50 ms",
+        "added p99 ms",
+        "errors",
+        "ready s",
+    ):
         table.add_column(column, justify="right")
     for name, data in report["targets"].items():
         for c, r in data["results"].items():
             added = data.get("added", {}).get(c, {})
             table.add_row(
-                name, c, f"{r['rps']:.0f}", f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}",
-                f"{added['p50_ms']:.3f}" if added else "", f"{added['p99_ms']:.3f}" if added else "",
-                f"{r['errors']:.0f}", f"{data['ready_s']:.2f}" if data.get("ready_s") else "",
+                name,
+                c,
+                f"{r['rps']:.0f}",
+                f"{r['p50_ms']:.3f}",
+                f"{r['p99_ms']:.3f}",
+                f"{added['p50_ms']:.3f}" if added else "",
+                f"{added['p99_ms']:.3f}" if added else "",
+                f"{r['errors']:.0f}",
+                f"{data['ready_s']:.2f}" if data.get("ready_s") else "",
             )
     console.print(table)
     console.print(f"gateway RSS after load: {report.get('gateway_rss_mb', 0):.1f} MB")
@@ -385,5 +550,7 @@ def _print_report(report: dict[str, Any], options: BenchOptions) -> None:
             console.print(f"{peer}: not installed, skipped (see docs/benchmarks.md)")
     if "stream" in report:
         s = report["stream"]
-        console.print(f"streaming TTFT p50: direct {s['direct_p50_ms']:.3f} ms, through gateway "
-                      f"{s['gateway_p50_ms']:.3f} ms, added {s['added_p50_ms']:.3f} ms")
+        console.print(
+            f"streaming TTFT p50: direct {s['direct_p50_ms']:.3f} ms, through gateway "
+            f"{s['gateway_p50_ms']:.3f} ms, added {s['added_p50_ms']:.3f} ms"
+        )

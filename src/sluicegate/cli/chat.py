@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import aiohttp
@@ -10,12 +11,14 @@ import orjson
 from ..upstream.sse import SSEDecoder
 
 
-async def _ask(session: aiohttp.ClientSession, url: str, key: str, model: str,
-               messages: list[dict[str, str]]) -> str | None:
+async def _ask(
+    session: aiohttp.ClientSession, url: str, key: str, model: str, messages: list[dict[str, str]]
+) -> str | None:
     body = {"model": model, "messages": messages, "stream": True}
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-    async with session.post(f"{url.rstrip('/')}/v1/chat/completions", data=orjson.dumps(body),
-                            headers=headers) as resp:
+    async with session.post(
+        f"{url.rstrip('/')}/v1/chat/completions", data=orjson.dumps(body), headers=headers
+    ) as resp:
         if resp.status != 200:
             payload = await resp.read()
             try:
@@ -53,7 +56,7 @@ async def run_chat(url: str, key: str, model: str, prompt: str | None) -> int:
                 return 0 if await _ask(session, url, key, model, messages) is not None else 1
             while True:
                 try:
-                    line = input("> ")
+                    line = await asyncio.to_thread(input, "> ")
                 except EOFError:
                     return 0
                 if not line.strip():

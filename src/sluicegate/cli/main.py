@@ -38,7 +38,9 @@ def _load_or_exit(path: str | None) -> tuple[object, Path | None]:
 @click.option("--port", type=int, default=None, help="Port (default 8400).")
 @click.option("--workers", type=int, default=None, help="Worker processes sharing the port (default 1).")
 @click.option("--dev", is_flag=True, help="Allow starting without a master key: print a generated one.")
-def serve(config_path: str | None, host: str | None, port: int | None, workers: int | None, dev: bool) -> None:
+def serve(
+    config_path: str | None, host: str | None, port: int | None, workers: int | None, dev: bool
+) -> None:
     """Run the gateway."""
     import uvicorn
 
@@ -143,9 +145,14 @@ def models(config_path: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("model")
 @click.argument("prompt", required=False)
-@click.option("--url", default=lambda: os.environ.get("SLUICEGATE_URL", "http://127.0.0.1:8400"), show_default=True)
-@click.option("--key", default=lambda: os.environ.get("SLUICEGATE_API_KEY") or os.environ.get("SLUICEGATE_MASTER_KEY"),
-              help="API key (default $SLUICEGATE_API_KEY or $SLUICEGATE_MASTER_KEY).")
+@click.option(
+    "--url", default=lambda: os.environ.get("SLUICEGATE_URL", "http://127.0.0.1:8400"), show_default=True
+)
+@click.option(
+    "--key",
+    default=lambda: os.environ.get("SLUICEGATE_API_KEY") or os.environ.get("SLUICEGATE_MASTER_KEY"),
+    help="API key (default $SLUICEGATE_API_KEY or $SLUICEGATE_MASTER_KEY).",
+)
 def chat(model: str, prompt: str | None, url: str, key: str | None) -> None:
     """Chat with MODEL through a running gateway, streamed; interactive without PROMPT."""
     import asyncio
@@ -165,8 +172,9 @@ def chat(model: str, prompt: str | None, url: str, key: str | None) -> None:
 @click.option("--ttft-ms", type=float, default=0.0)
 @click.option("--tokens-per-s", type=float, default=0.0)
 @click.option("--latency-ms", type=float, default=0.0)
-def mock_server(host: str, port: int, reply: str | None, ttft_ms: float, tokens_per_s: float,
-                latency_ms: float) -> None:
+def mock_server(
+    host: str, port: int, reply: str | None, ttft_ms: float, tokens_per_s: float, latency_ms: float
+) -> None:
     """Serve the mock provider over HTTP as a fake OpenAI server (for tests and benchmarks)."""
     import uvicorn
 
@@ -174,8 +182,17 @@ def mock_server(host: str, port: int, reply: str | None, ttft_ms: float, tokens_
     from ..providers.mock_server import MockServerApp
 
     options = MockOptions(reply=reply, ttft_ms=ttft_ms, tokens_per_s=tokens_per_s, latency_ms=latency_ms)
-    uvicorn.run(MockServerApp(options), host=host, port=port, loop="uvloop", http="httptools",
-                access_log=False, log_level="warning", lifespan="off", backlog=4096)
+    uvicorn.run(
+        MockServerApp(options),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+        backlog=4096,
+    )
 
 
 @main.command()
@@ -184,12 +201,25 @@ def mock_server(host: str, port: int, reply: str | None, ttft_ms: float, tokens_
 @click.option("--upstream", type=click.Choice(["auto", "nginx", "mock"]), default="auto", show_default=True)
 @click.option("--loadgen", type=click.Choice(["auto", "wrk", "python"]), default="auto", show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True)
-@click.option("--compare", "compare", multiple=True, type=click.Choice(["litellm", "portkey"]),
-              help="Also measure these peers when installed (docs/benchmarks.md).")
+@click.option(
+    "--compare",
+    "compare",
+    multiple=True,
+    type=click.Choice(["litellm", "portkey"]),
+    help="Also measure these peers when installed (docs/benchmarks.md).",
+)
 @click.option("--no-stream", is_flag=True, help="Skip the streaming time-to-first-token measurement.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench(duration: float, concurrencies: tuple[int, ...], upstream: str, loadgen: str, workers: int,
-          compare: tuple[str, ...], no_stream: bool, as_json: bool) -> None:
+def bench(
+    duration: float,
+    concurrencies: tuple[int, ...],
+    upstream: str,
+    loadgen: str,
+    workers: int,
+    compare: tuple[str, ...],
+    no_stream: bool,
+    as_json: bool,
+) -> None:
     """Measure the gateway's throughput and added latency against a direct baseline (SPEC §9)."""
     from ..bench.runner import BenchOptions, run_bench
 

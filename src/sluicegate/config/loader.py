@@ -27,10 +27,20 @@ ENV_DEFAULT_MODELS: tuple[tuple[str, str, str, str, str | None], ...] = (
     ("ANTHROPIC_API_KEY", "claude-sonnet-4-5", "anthropic", "claude-sonnet-4-5", None),
     ("GROQ_API_KEY", "llama-3.3-70b", "openai-compatible", "llama-3.3-70b-versatile", "groq"),
     ("DEEPSEEK_API_KEY", "deepseek-chat", "openai-compatible", "deepseek-chat", "deepseek"),
-    ("TOGETHER_API_KEY", "llama-3.3-70b-together", "openai-compatible",
-     "meta-llama/Llama-3.3-70B-Instruct-Turbo", "together"),
-    ("FIREWORKS_API_KEY", "llama-3.3-70b-fireworks", "openai-compatible",
-     "accounts/fireworks/models/llama-v3p3-70b-instruct", "fireworks"),
+    (
+        "TOGETHER_API_KEY",
+        "llama-3.3-70b-together",
+        "openai-compatible",
+        "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+        "together",
+    ),
+    (
+        "FIREWORKS_API_KEY",
+        "llama-3.3-70b-fireworks",
+        "openai-compatible",
+        "accounts/fireworks/models/llama-v3p3-70b-instruct",
+        "fireworks",
+    ),
     ("OPENROUTER_API_KEY", "openrouter-auto", "openai-compatible", "openrouter/auto", "openrouter"),
     ("XAI_API_KEY", "grok-4", "openai-compatible", "grok-4", "xai"),
 )
@@ -126,10 +136,9 @@ def _resolve_secrets(node: Any, path: str) -> Any:
 
 def _format_validation_error(message: str) -> str:
     match = _MSGSPEC_PATH_RE.match(message)
-    if match is None:
-        return message
-    path = match.group("path").lstrip(".")
-    msg = match.group("msg")
+    # msgspec leaves out " - at `$`" for errors on the top-level object itself.
+    path = match.group("path").lstrip(".") if match else ""
+    msg = match.group("msg") if match else message
     unknown = re.match(r"Object contains unknown field `([^`]+)`", msg)
     if unknown:
         return f"{_join(path, unknown.group(1))}: unknown field"
@@ -186,7 +195,9 @@ def _check_semantics(config: Config) -> None:
                 if not 0.0 <= value <= 1.0:
                     raise ConfigError(f"{path}.mock.{field}: must be between 0 and 1, got {value}")
             if not 400 <= entry.mock.fail_status <= 599:
-                raise ConfigError(f"{path}.mock.fail_status: must be an HTTP error status, got {entry.mock.fail_status}")
+                raise ConfigError(
+                    f"{path}.mock.fail_status: must be an HTTP error status, got {entry.mock.fail_status}"
+                )
         check_entry(entry, path)
     router = config.router
     if router.retries < 0:

@@ -18,13 +18,13 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     pass
 
 
-class Price(_Strict):
+class Price(_Strict, frozen=True):
     input_per_mtok: float
     output_per_mtok: float
     cached_input_per_mtok: float | None = None
 
 
-class MockOptions(_Strict):
+class MockOptions(_Strict, frozen=True):
     """Behaviour of the built-in `mock` provider (SPEC §5)."""
 
     reply: str | None = None
@@ -37,7 +37,7 @@ class MockOptions(_Strict):
     cut_after_tokens: int | None = None  # streams stop after N tokens without finishing
 
 
-class ModelEntry(_Strict):
+class ModelEntry(_Strict, frozen=True):
     name: str
     provider: str
     model: str | None = None
@@ -69,7 +69,7 @@ class ModelEntry(_Strict):
         return self.model or self.name
 
 
-class RouterConfig(_Strict):
+class RouterConfig(_Strict, frozen=True):
     strategy: Strategy = "round-robin"
     retries: int = 0
     timeout_s: float = 600.0
@@ -78,12 +78,12 @@ class RouterConfig(_Strict):
     fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
 
-class CacheConfig(_Strict):
+class CacheConfig(_Strict, frozen=True):
     backend: Literal["memory", "redis"] = "memory"
     ttl_s: float = 3600.0
 
 
-class ServerConfig(_Strict):
+class ServerConfig(_Strict, frozen=True):
     """Transport settings (not in SPEC §3's example; see docs/configuration.md)."""
 
     host: str = "127.0.0.1"
@@ -92,7 +92,7 @@ class ServerConfig(_Strict):
     max_body_bytes: int = 10 * 1024 * 1024
 
 
-class Config(_Strict):
+class Config(_Strict, frozen=True):
     master_key: str | None = None
     database_url: str = "sqlite:///sluicegate.db"
     redis_url: str | None = None

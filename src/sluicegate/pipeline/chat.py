@@ -12,6 +12,7 @@ Later steps of the SPEC pipeline (limits, cache, retries, ledger) slot in betwee
 from __future__ import annotations
 
 import asyncio
+import logging
 from time import perf_counter
 
 import orjson
@@ -22,12 +23,16 @@ from ..server.http import JSON_CT, SSE_HEADERS, Receive, Send, send_bytes
 from ..server.runtime import Runtime
 from ..types import ChatRequest, UpstreamReply, UpstreamRequest
 from ..upstream.client import UpstreamStream
-from ..upstream.sse import SSEDecoder
+from ..upstream.sse import SSEDecoder, SSEEvent
 from .context import RequestContext
 from .validate import chat_request, parse_json_object
 
+log = logging.getLogger("sluicegate")
 
-async def chat_completions(rt: Runtime, ctx: RequestContext, raw: bytes, receive: Receive, send: Send) -> None:
+
+async def chat_completions(
+    rt: Runtime, ctx: RequestContext, raw: bytes, receive: Receive, send: Send
+) -> None:
     request = chat_request(parse_json_object(raw))
     ctx.model = request.model
     group = rt.groups.get(request.model)
@@ -49,7 +54,7 @@ async def _open(ctx: RequestContext, upstream_request: UpstreamRequest) -> Upstr
     """Send the request; returns at the provider's status line. Callers bound it with a deadline."""
     deployment = ctx.deployment
     assert deployment is not None
-    return await deployment.transport.open(  # type: ignore[no-any-return]  # Transport protocol
+    return await deployment.transport.open(
         upstream_request, timeout_s=deployment.timeout_s, connect_timeout_s=deployment.connect_timeout_s
     )
 
@@ -62,7 +67,9 @@ async def _raise_for_status(ctx: RequestContext, stream: UpstreamStream) -> None
     raise ctx.deployment.adapter.map_error(UpstreamReply(stream.status, stream.headers, body))
 
 
-async def _complete(ctx: RequestContext, request: ChatRequest, upstream_request: UpstreamRequest, send: Send) -> None:
+async def _complete(
+    ctx: RequestContext, request: ChatRequest, upstream_request: UpstreamRequest, send: Send
+) -> None:
     deployment = ctx.deployment
     assert deployment is not None
     began = perf_counter()
@@ -110,6 +117,13 @@ class _DisconnectWatcher:
         self._task.cancel()
 
 
+def _translate(translator: StreamTranslator, events: list[SSEEvent]) -> list[bytes]:
+    frames: list[bytes] = []
+    for event in events:
+        frames.extend(translator.feed(event))
+    return frames
+
+
 def _error_frame(error: GatewayError) -> bytes:
     return b"data: " + orjson.dumps(error.to_openai()) + b"\n\n"
 
@@ -147,10 +161,10 @@ async def _stream(
                     try:
                         chunk = await chunks.__anext__()
                     except StopAsyncIteration:
+                        first.extend(_translate(translator, decoder.close()))
                         first.extend(translator.finish())  # raises if the provider sent nothing usable
                         break
-                    for event in decoder.feed(chunk):
-                        first.extend(translator.feed(event))
+                    first.extend(_translate(translator, decoder.feed(chunk)))
         except TimeoutError as exc:
             raise UpstreamTimeoutError(f"no first token from the provider within {ttft_s:g} s") from exc
         ctx.upstream_s = perf_counter() - began
@@ -166,14 +180,18 @@ async def _stream(
         # Phase 2 — committed: forward every event; a failure becomes an in-band error event.
         try:
             async for chunk in chunks:
-                frames: list[bytes] = []
-                for event in decoder.feed(chunk):
-                    frames.extend(translator.feed(event))
+                frames = _translate(translator, decoder.feed(chunk))
                 if frames:
                     await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
-            tail = b"".join(translator.finish())
+            closing = _translate(translator, decoder.close())
+            closing.extend(translator.finish())
+            tail = b"".join(closing)
         except GatewayError as error:
             tail = _error_frame(error)
+        except Exception:
+            # A bug must still end the stream visibly, never as a silent truncation.
+            log.exception("stream failed after the first byte", extra={"request_id": ctx.request_id.decode()})
+            tail = _error_frame(GatewayError("internal error in the gateway while streaming"))
         watcher.active = False
         await send({"type": "http.response.body", "body": tail, "more_body": False})
     except asyncio.CancelledError:

@@ -53,22 +53,28 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 
 
 def _wrong_type(name: str, expected: str) -> InvalidRequestError:
-    return InvalidRequestError(f"invalid type for '{name}': expected {expected}", param=name, code="invalid_type")
+    return InvalidRequestError(
+        f"invalid type for '{name}': expected {expected}", param=name, code="invalid_type"
+    )
 
 
 def chat_request(body: dict[str, Any]) -> ChatRequest:
     model = body.get("model")
     if model is None:
-        raise InvalidRequestError("missing required parameter: 'model'", param="model",
-                                  code="missing_required_parameter")
+        raise InvalidRequestError(
+            "missing required parameter: 'model'", param="model", code="missing_required_parameter"
+        )
     if not isinstance(model, str) or not model:
         raise _wrong_type("model", "a non-empty string")
     messages = body.get("messages")
     if messages is None:
-        raise InvalidRequestError("missing required parameter: 'messages'", param="messages",
-                                  code="missing_required_parameter")
+        raise InvalidRequestError(
+            "missing required parameter: 'messages'", param="messages", code="missing_required_parameter"
+        )
     if not isinstance(messages, list) or not messages:
-        raise InvalidRequestError("'messages' must be a non-empty array", param="messages", code="invalid_type")
+        raise InvalidRequestError(
+            "'messages' must be a non-empty array", param="messages", code="invalid_type"
+        )
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise _wrong_type(f"messages[{index}]", "an object")
@@ -86,7 +92,9 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
     for name, (types, expected) in _TYPED.items():
         value = body.get(name)
         # bool is an int subclass: `"max_tokens": true` must not pass as an integer.
-        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+        if value is not None and (
+            not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        ):
             raise _wrong_type(name, expected)
     # Per-request gateway controls (SPEC §6) never reach the provider.
     body.pop("sluicegate", None)

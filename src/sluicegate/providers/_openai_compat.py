@@ -152,7 +152,9 @@ class OpenAICompatibleBase(Adapter):
         return ChatResponse(content=content, usage=Usage.from_openai(body.get("usage")), finish_reason=finish)
 
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
-        return OpenAIPassthroughStream(hide_usage_chunk=self.supports_stream_usage and not request.include_usage)
+        return OpenAIPassthroughStream(
+            hide_usage_chunk=self.supports_stream_usage and not request.include_usage
+        )
 
     def map_error(self, reply: UpstreamReply) -> GatewayError:
         try:

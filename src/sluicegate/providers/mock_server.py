@@ -29,14 +29,28 @@ class MockServerApp:
             if not message.get("more_body"):
                 break
         if scope["method"] != "POST" or not scope["path"].endswith("/chat/completions"):
-            payload = orjson.dumps({"error": {"message": "not found", "type": "invalid_request_error",
-                                              "param": None, "code": None}})
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"application/json")]})
+            payload = orjson.dumps(
+                {
+                    "error": {
+                        "message": "not found",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": payload})
             return
-        stream = await self.transport.open(UpstreamRequest("POST", scope["path"], {}, body),
-                                           timeout_s=600, connect_timeout_s=10)
+        stream = await self.transport.open(
+            UpstreamRequest("POST", scope["path"], {}, body), timeout_s=600, connect_timeout_s=10
+        )
         headers = [(k.encode(), v.encode()) for k, v in stream.headers.items()]
         await send({"type": "http.response.start", "status": stream.status, "headers": headers})
         async for chunk in stream.iter_chunks():

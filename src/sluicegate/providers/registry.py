@@ -50,7 +50,9 @@ def check_entry(entry: ModelEntry, path: str) -> None:
     if spec is None:
         if entry.provider in _PLANNED:
             raise ConfigError(f"{path}.provider: {entry.provider!r} is not available in this release yet")
-        raise ConfigError(f"{path}.provider: unknown provider {entry.provider!r} (known: {', '.join(provider_names())})")
+        raise ConfigError(
+            f"{path}.provider: unknown provider {entry.provider!r} (known: {', '.join(provider_names())})"
+        )
     _, _, key_env, key_required = spec
     if key_required and not entry.api_key:
         raise ConfigError(f"{path}.api_key: required for provider {entry.provider} (or set {key_env})")

@@ -77,14 +77,18 @@ class Gateway:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = pick_headers(scope["headers"])
-        ctx = RequestContext(request_id=self._request_id(headers.get(b"x-request-id")), started=perf_counter())
+        ctx = RequestContext(
+            request_id=self._request_id(headers.get(b"x-request-id")), started=perf_counter()
+        )
         path: str = scope["path"]
         try:
             route = _MODEL_ROUTES.get(path)
             if route is not None:
                 method, handler = route
                 if scope["method"].encode() != method:
-                    raise MethodNotAllowedError(f"{scope['method']} is not allowed on {path}; use {method.decode()}")
+                    raise MethodNotAllowedError(
+                        f"{scope['method']} is not allowed on {path}; use {method.decode()}"
+                    )
                 rt = self.runtime
                 ctx.principal = rt.authenticator.authenticate(_key(headers))
                 raw = await read_body(receive, rt.max_body_bytes, headers.get(b"content-length"))
@@ -103,7 +107,9 @@ class Gateway:
             if not ctx.response_started:
                 await _send_error(send, ctx, GatewayError("internal error in the gateway"))
 
-    async def _small_routes(self, scope: Scope, ctx: RequestContext, headers: dict[bytes, bytes], send: Send) -> None:
+    async def _small_routes(
+        self, scope: Scope, ctx: RequestContext, headers: dict[bytes, bytes], send: Send
+    ) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
         rt = self.runtime

@@ -24,9 +24,7 @@ SSE_HEADERS = [
 ]
 
 # Request headers the gateway reads; everything else is ignored in one pass over the list.
-WANTED_HEADERS = frozenset(
-    {b"authorization", b"x-api-key", b"x-request-id", b"content-length"}
-)
+WANTED_HEADERS = frozenset({b"authorization", b"x-api-key", b"x-request-id", b"content-length"})
 
 
 class ClientDisconnected(Exception):

@@ -31,7 +31,9 @@ class UpstreamStream(Protocol):
 
 
 class Transport(Protocol):
-    async def open(self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float) -> UpstreamStream:
+    async def open(
+        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float
+    ) -> UpstreamStream:
         """Send the request and return once the status line and headers have arrived."""
         ...
 
@@ -51,7 +53,9 @@ class _AiohttpStream:
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeoutError("the provider did not finish its reply in time") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamConnectionError(f"connection to the provider broke: {exc.__class__.__name__}") from exc
+            raise UpstreamConnectionError(
+                f"connection to the provider broke: {exc.__class__.__name__}"
+            ) from exc
         finally:
             self._resp.release()
 
@@ -64,7 +68,9 @@ class _AiohttpStream:
         except aiohttp.ClientPayloadError as exc:
             raise UpstreamConnectionError("the provider cut the stream") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamConnectionError(f"connection to the provider broke: {exc.__class__.__name__}") from exc
+            raise UpstreamConnectionError(
+                f"connection to the provider broke: {exc.__class__.__name__}"
+            ) from exc
 
     def close(self) -> None:
         # close(), not release(): a half-read stream must not go back into the keep-alive pool.
@@ -94,7 +100,9 @@ class HttpTransport:
             )
         return self._session
 
-    async def open(self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float) -> UpstreamStream:
+    async def open(
+        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float
+    ) -> UpstreamStream:
         session = self._ensure()
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=timeout_s)
         try:
@@ -111,7 +119,9 @@ class HttpTransport:
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamConnectionError(f"cannot connect to the provider at {exc.host}:{exc.port}") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamConnectionError(f"connection to the provider failed: {exc.__class__.__name__}") from exc
+            raise UpstreamConnectionError(
+                f"connection to the provider failed: {exc.__class__.__name__}"
+            ) from exc
         return _AiohttpStream(resp)
 
     async def close(self) -> None:

@@ -58,6 +58,14 @@ class SSEDecoder:
         self._buf = buf[pos:]
         return events
 
+    def close(self) -> list[SSEEvent]:
+        """At end of stream: a held-back final CR still ends its line; an unfinished event is dropped."""
+        events: list[SSEEvent] = []
+        if self._buf.endswith(b"\r"):
+            self._line(self._buf[:-1], events)
+        self._buf = b""
+        return events
+
     def _line(self, line: bytes, events: list[SSEEvent]) -> None:
         if not line:
             self._dispatch(events)
