@@ -159,7 +159,7 @@ class ConfigError(GatewayError):
 
 class UpstreamError(GatewayError):
     status = 502
-    default_code = "upstream_error"
+    default_code: ClassVar[str | None] = "upstream_error"
     retryable = True
 
 
@@ -171,7 +171,7 @@ class UpstreamStatusError(UpstreamError):
     The provider's `code` is kept as sent, null included.
     """
 
-    default_code = None
+    default_code: ClassVar[str | None] = None
 
     def __init__(
         self,
