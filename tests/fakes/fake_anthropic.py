@@ -173,7 +173,12 @@ class FakeAnthropic(FakeProviderServer):
     # ------------------------------------------------------------------- auth and validation
 
     def _authenticate(self, request: web.Request) -> None:
-        key = request.headers.get("x-api-key", "").strip()
+        # The API takes the key as x-api-key or as a bearer token (what anthropic SDK 2.x sends);
+        # recorded headers tell a test which one the gateway used.
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        key = request.headers.get("x-api-key", "").strip() or (
+            bearer.strip() if scheme.lower() == "bearer" else ""
+        )
         if not key:
             raise _invalid("x-api-key header is required", 401)
         if self.api_key is not None and key != self.api_key:

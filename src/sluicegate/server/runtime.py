@@ -27,13 +27,13 @@ class Runtime:
         self.max_body_bytes = config.server.max_body_bytes
         self.started_at = int(time.time())
         grouped: dict[str, list[Deployment]] = {}
-        labels = Counter(f"{e.provider}/{e.upstream_model}" for e in config.models)
-        seen: Counter[str] = Counter()
+        # A label names the deployment within its group; "#n" only when a group holds twins.
+        labels = Counter((e.name, f"{e.provider}/{e.upstream_model}") for e in config.models)
+        seen: Counter[tuple[str, str]] = Counter()
         for entry in config.models:
-            label = f"{entry.provider}/{entry.upstream_model}"
-            seen[label] += 1
-            if labels[label] > 1:
-                label = f"{label}#{seen[label]}"
+            key = (entry.name, f"{entry.provider}/{entry.upstream_model}")
+            seen[key] += 1
+            label = key[1] if labels[key] == 1 else f"{key[1]}#{seen[key]}"
             adapter = make_adapter(entry)
             make_transport = getattr(adapter, "make_transport", None)
             transport = make_transport() if make_transport is not None else http
