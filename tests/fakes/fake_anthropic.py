@@ -509,6 +509,7 @@ class FakeAnthropic(FakeProviderServer):
         }
         events = [_sse({"type": "message_start", "message": message}), _sse({"type": "ping"})]
         for index, block in enumerate(self._blocks(outcome)):
+            start: dict[str, Any]
             if block["type"] == "text":
                 start = {"type": "text", "text": ""}
                 deltas = [{"type": "text_delta", "text": piece} for piece in split_text(block["text"])]

@@ -289,13 +289,13 @@ class FakeProviderServer(ABC):
         outcome = self.outcome(body, behaviour)
         if body.get("stream") is True:
             return await self._send_stream(request, body, outcome, request_id, delay, cut_after)
-        payload = json.dumps(self.completion_body(body, outcome)).encode()
+        encoded = json.dumps(self.completion_body(body, outcome)).encode()
         if delay:
             await asyncio.sleep(delay)
         if cut_after is not None:
-            return await self._send_truncated(request, payload, request_id, cut_after)
+            return await self._send_truncated(request, encoded, request_id, cut_after)
         return web.Response(
-            body=payload, content_type="application/json", headers=self.response_headers(request_id)
+            body=encoded, content_type="application/json", headers=self.response_headers(request_id)
         )
 
     async def _send_stream(
