@@ -3,8 +3,8 @@ provider's message and retry hints, and bad input never takes the server down.""
 
 from __future__ import annotations
 
-import orjson
 import openai
+import orjson
 import pytest
 
 from tests.conftest import MASTER_KEY, GatewayProcess, raw_request
@@ -15,9 +15,11 @@ USER = [{"role": "user", "content": "hello"}]
 
 def test_bad_key_is_authentication_error(gateway: GatewayProcess) -> None:
     """A wrong key raises AuthenticationError with code invalid_api_key."""
-    with openai.OpenAI(base_url=gateway.v1, api_key="sk-wrong", max_retries=0) as bad:
-        with pytest.raises(openai.AuthenticationError) as info:
-            bad.chat.completions.create(model="demo", messages=USER)
+    with (
+        openai.OpenAI(base_url=gateway.v1, api_key="sk-wrong", max_retries=0) as bad,
+        pytest.raises(openai.AuthenticationError) as info,
+    ):
+        bad.chat.completions.create(model="demo", messages=USER)
     assert info.value.code == "invalid_api_key"
 
 

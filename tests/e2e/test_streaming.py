@@ -6,8 +6,8 @@ from __future__ import annotations
 import socket
 import time
 
-import orjson
 import openai
+import orjson
 import pytest
 
 from tests.conftest import MASTER_KEY, GatewayProcess
@@ -100,3 +100,28 @@ def test_streamed_text_matches_non_streamed(client: openai.OpenAI, fake_openai: 
         if c.choices
     )
     assert full == streamed == text
+
+
+@pytest.mark.parametrize("model", ["gpt-fake", "claude-fake"])
+def test_client_disconnect_cancels_upstream_at_once(
+    gateway: GatewayProcess, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, model: str
+) -> None:
+    """When the client hangs up mid-call, the gateway closes its upstream connection within 100 ms."""
+    fake = fake_openai if model == "gpt-fake" else fake_anthropic
+    fake.enqueue(SlowFirstToken(5.0))
+    body = orjson.dumps({"model": model, "messages": USER, "stream": True})
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {MASTER_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        fake.wait_for_requests(1)
+        time.sleep(0.2)
+        closed_at = time.monotonic()
+    deadline = time.monotonic() + 3
+    while not fake.client_gone_at and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.client_gone_at, "the gateway kept the upstream call open after its client left"
+    assert fake.client_gone_at[0] - closed_at < 0.1

@@ -75,6 +75,9 @@ class FakeProviderServer(ABC):
         self.api_key = api_key
         self.default: Behaviour = default if default is not None else Reply()
         self.requests: list[RecordedRequest] = []
+        # Seconds (time.monotonic) at which a client hung up on a stream the fake was still serving:
+        # lets tests prove the gateway closes the upstream connection when its own client leaves.
+        self.client_gone_at: list[float] = []
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._recorded = threading.Condition(self._lock)
@@ -146,6 +149,7 @@ class FakeProviderServer(ABC):
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self.client_gone_at.clear()
 
     @property
     def pending(self) -> int:
@@ -315,8 +319,8 @@ class FakeProviderServer(ABC):
             }
         )
         await response.prepare(request)  # StreamResponse sends the headers right away
-        if delay:
-            await asyncio.sleep(delay)
+        if delay and not await self._stall_watching(request, delay):
+            return response
         for index, event in enumerate(self.stream_events(body, outcome)):
             if cut_after is not None and index >= cut_after:
                 _abort(request)
@@ -324,6 +328,18 @@ class FakeProviderServer(ABC):
             await response.write(event)
         await response.write_eof()
         return response
+
+    async def _stall_watching(self, request: web.Request, seconds: float) -> bool:
+        """Sleep up to `seconds`, noticing within 10 ms if the client hangs up; False if it did."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                with self._lock:
+                    self.client_gone_at.append(time.monotonic())
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     async def _send_truncated(
         self, request: web.Request, payload: bytes, request_id: str, cut_after: int

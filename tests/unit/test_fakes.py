@@ -8,12 +8,10 @@ trust that a gateway failing against a fake would fail against the real provider
 from __future__ import annotations
 
 import json
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -21,13 +19,7 @@ import httpx2
 import openai
 import pytest
 
-# `tests.fakes` is imported from the repository root, which pytest leaves off sys.path while the
-# pytest config sets no `pythonpath` (tests/ is not a package); drop this once `pythonpath = ["."]` is set.
-_REPO_ROOT = str(Path(__file__).resolve().parents[2])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from tests.fakes import (  # noqa: E402 -- importable only after the sys.path entry above
+from tests.fakes import (
     CutStream,
     Error,
     FakeAnthropic,
