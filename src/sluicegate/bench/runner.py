@@ -188,6 +188,20 @@ def _wait_port(port: int, deadline_s: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
+def bare_passthrough(upstream_url: str) -> Iterator[Target]:
+    """The Python floor: uvicorn+httptools+aiohttp+orjson forwarding bodies, nothing else."""
+    port = free_port()
+    with process([sys.executable, "-m", "sluicegate.bench.passthrough", upstream_url, str(port)]) as proc:
+        _wait_port(port)
+        yield Target(
+            "bare-python",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {"authorization": "Bearer unused"},
+            pid=proc.pid,
+        )
+
+
+@contextlib.contextmanager
 def gateway(upstream_base: str, tmp: Path, workers: int) -> Iterator[Target]:
     port = free_port()
     config = tmp / "sluicegate-bench.yaml"
@@ -454,6 +468,11 @@ def run_bench(options: BenchOptions) -> int:
             targets = [direct]
             for c in options.concurrencies:
                 direct.results[c] = measure(direct, c, options, tmp, loadgen)
+            with bare_passthrough(f"{base}/chat/completions") as bare:
+                for c in options.concurrencies:
+                    bare.results[c] = measure(bare, c, options, tmp, loadgen)
+                report["bare_rss_mb"] = _rss_mb(bare.pid)
+                targets.append(bare)
             with gateway(base, tmp, options.workers) as gw:
                 for c in options.concurrencies:
                     gw.results[c] = measure(gw, c, options, tmp, loadgen)
@@ -483,6 +502,16 @@ def run_bench(options: BenchOptions) -> int:
             }
             for c in t.results
         }
+    gw_results = report["targets"].get("sluicegate", {}).get("results", {})
+    ratios: dict[str, dict[str, float]] = {}
+    for peer_name in ("bare-python", "litellm", "portkey"):
+        peer_results = report["targets"].get(peer_name, {}).get("results", {})
+        ratios[peer_name] = {
+            c: gw_results[c]["rps"] / peer_results[c]["rps"]
+            for c in gw_results
+            if c in peer_results and peer_results[c]["rps"] > 0
+        }
+    report["throughput_ratio"] = {name: r for name, r in ratios.items() if r}
     if options.as_json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -548,6 +577,9 @@ def _print_report(report: dict[str, Any], options: BenchOptions) -> None:
             console.print(f"{peer} RSS after load: {report[f'{peer}_rss_mb']:.1f} MB")
         if report.get(f"{peer}_missing"):
             console.print(f"{peer}: not installed, skipped (see docs/benchmarks.md)")
+    for peer, by_c in report.get("throughput_ratio", {}).items():
+        parts = ", ".join(f"c={c}: {ratio:.2f}x" for c, ratio in by_c.items())
+        console.print(f"sluicegate throughput / {peer}: {parts}")
     if "stream" in report:
         s = report["stream"]
         console.print(
