@@ -9,6 +9,7 @@ translating adapters (Anthropic, ...) read the dict and write their own wire for
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,5 +95,6 @@ class UpstreamReply:
     """A provider's complete (non-streamed) answer as read off the wire."""
 
     status: int
-    headers: dict[str, str] = field(default_factory=dict)
+    # Case-insensitive in practice (aiohttp's CIMultiDictProxy); adapters must not rely on key case.
+    headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""

@@ -102,6 +102,7 @@ def test_request_goes_to_messages_endpoint_with_key_version_and_extra_headers() 
         "x-api-key": "sk-ant-test",
         "anthropic-version": "2023-06-01",
         "content-type": "application/json",
+        "accept-encoding": "identity",
         "anthropic-beta": "feature-x",
     }
     assert adapter.build_request(chat({"messages": HELLO})).headers is upstream.headers

@@ -50,18 +50,19 @@ async def chat_completions(
         await _complete(ctx, request, upstream_request, send)
 
 
-async def _open(ctx: RequestContext, upstream_request: UpstreamRequest) -> UpstreamStream:
-    """Send the request; returns at the provider's status line. Callers bound it with a deadline."""
+async def _open(ctx: RequestContext, upstream_request: UpstreamRequest, *, stream: bool) -> UpstreamStream:
+    """Send the request; returns at the provider's status line. The transport enforces the deadlines."""
     deployment = ctx.deployment
     assert deployment is not None
     return await deployment.transport.open(
-        upstream_request, timeout_s=deployment.timeout_s, connect_timeout_s=deployment.connect_timeout_s
+        upstream_request,
+        timeout_s=deployment.timeout_s,
+        connect_timeout_s=deployment.connect_timeout_s,
+        stream=stream,
     )
 
 
 async def _raise_for_status(ctx: RequestContext, stream: UpstreamStream) -> None:
-    if stream.status < 400:
-        return
     body = await stream.read()
     assert ctx.deployment is not None
     raise ctx.deployment.adapter.map_error(UpstreamReply(stream.status, stream.headers, body))
@@ -74,12 +75,17 @@ async def _complete(
     assert deployment is not None
     began = perf_counter()
     try:
-        async with asyncio.timeout(deployment.timeout_s):
-            stream = await _open(ctx, upstream_request)
+        # No asyncio.timeout here: the transport's own deadline (aiohttp's `total`) bounds open + read,
+        # which saves a timer handle per call on the hottest path.
+        stream = await deployment.transport.open(
+            upstream_request,
+            timeout_s=deployment.timeout_s,
+            connect_timeout_s=deployment.connect_timeout_s,
+            stream=False,
+        )
+        if stream.status >= 400:
             await _raise_for_status(ctx, stream)
-            body = await stream.read()
-    except TimeoutError as exc:
-        raise UpstreamTimeoutError(f"the provider did not finish within {deployment.timeout_s:g} s") from exc
+        body = await stream.read()
     finally:
         ctx.upstream_s = perf_counter() - began
     response = deployment.adapter.parse_response(request, UpstreamReply(stream.status, stream.headers, body))
@@ -147,10 +153,11 @@ async def _stream(
         # Phase 1 — before the commit point: failures are plain HTTP errors.
         try:
             async with asyncio.timeout(ttft_s):
-                upstream = await _open(ctx, upstream_request)
+                upstream = await _open(ctx, upstream_request, stream=True)
         except TimeoutError as exc:
             raise UpstreamTimeoutError(f"the provider did not answer within {ttft_s:g} s") from exc
-        await _raise_for_status(ctx, upstream)
+        if upstream.status >= 400:
+            await _raise_for_status(ctx, upstream)
         translator = deployment.adapter.stream_translator(request)
         decoder = SSEDecoder()
         chunks = upstream.iter_chunks().__aiter__()

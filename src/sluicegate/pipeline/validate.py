@@ -89,12 +89,14 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _wrong_type("stream", "a boolean")
-    for name, (types, expected) in _TYPED.items():
-        value = body.get(name)
+    # Walk the caller's keys (usually a handful), not the table of every typed parameter.
+    for name, value in body.items():
+        spec = _TYPED.get(name)
+        if spec is None or value is None:
+            continue
+        types, expected = spec
         # bool is an int subclass: `"max_tokens": true` must not pass as an integer.
-        if value is not None and (
-            not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
-        ):
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise _wrong_type(name, expected)
     # Per-request gateway controls (SPEC §6) never reach the provider.
     body.pop("sluicegate", None)

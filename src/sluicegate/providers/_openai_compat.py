@@ -9,6 +9,7 @@ are class attributes and small hooks, so a new vendor is a few lines.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -16,7 +17,7 @@ import orjson
 from ..errors import GatewayError, InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
 from ..types import ChatRequest, ChatResponse, UpstreamReply, UpstreamRequest, Usage
 from ..upstream.sse import SSEEvent
-from .base import DONE_FRAME, Adapter, StreamTranslator, loads_lenient, sse_frame
+from .base import DONE_FRAME, Adapter, StreamTranslator, loads_lenient, retry_hint_headers, sse_frame
 
 
 class OpenAIPassthroughStream(StreamTranslator):
@@ -55,7 +56,7 @@ class OpenAIPassthroughStream(StreamTranslator):
         return [sse_frame(data)]
 
 
-def error_from_body(body: Any, status: int, headers: dict[str, str]) -> UpstreamStatusError:
+def error_from_body(body: Any, status: int, headers: Mapping[str, str]) -> UpstreamStatusError:
     """OpenAI `{"error":{...}}`, vLLM's old top-level `{"object":"error",...}`, OpenRouter's int codes."""
     message: str | None = None
     err_type: str | None = None
@@ -74,14 +75,13 @@ def error_from_body(body: Any, status: int, headers: dict[str, str]) -> Upstream
             code = source.get("code")
     if code is not None and not isinstance(code, str):
         code = str(code)
-    passthrough = {k: v for k, v in headers.items() if k in ("retry-after", "retry-after-ms")}
     return UpstreamStatusError(
         message or f"the provider returned HTTP {status}",
         upstream_status=status,
         upstream_type=err_type,
         param=param,
         code=code,
-        headers=passthrough,
+        headers=retry_hint_headers(headers),
     )
 
 
@@ -98,7 +98,9 @@ class OpenAICompatibleBase(Adapter):
         super().__init__(entry)
         base = (entry.api_base or self.default_api_base or "").rstrip("/")
         self.url = f"{base}/chat/completions"
-        headers = {"content-type": "application/json"}
+        # identity: keeps decompression off the hot path (LLM replies are small); set here rather
+        # than through aiohttp's skip_auto_headers, which costs more per request.
+        headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if entry.api_key:
             headers.update(self.auth_headers(entry.api_key))
         headers.update(entry.headers)

@@ -20,7 +20,7 @@ import orjson
 
 from ..errors import GatewayError, InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
 from ..types import ChatRequest, ChatResponse, UpstreamReply, UpstreamRequest, Usage
-from .base import DONE_FRAME, Adapter, StreamTranslator, loads_lenient, sse_frame
+from .base import DONE_FRAME, Adapter, StreamTranslator, loads_lenient, retry_hint_headers, sse_frame
 
 if TYPE_CHECKING:
     from ..config.schema import ModelEntry
@@ -62,8 +62,6 @@ _ERROR_STATUS = {
 # OpenAI parameters with no Anthropic equivalent. A neutral value (false, 0, {}) asks for
 # nothing, so it is dropped rather than refused; `seed` has no neutral value.
 _UNSUPPORTED = ("logprobs", "top_logprobs", "logit_bias", "frequency_penalty", "presence_penalty", "seed")
-
-_RETRY_HEADERS = ("retry-after", "retry-after-ms")
 
 
 def _finish_reason(stop_reason: Any) -> str:
@@ -112,7 +110,7 @@ def _error_from_body(
             raw_message, raw_type = err.get("message"), err.get("type")
             message = raw_message if isinstance(raw_message, str) and raw_message else None
             code = raw_type if isinstance(raw_type, str) else None
-    kept = {k.lower(): v for k, v in headers.items() if k.lower() in _RETRY_HEADERS}
+    kept = retry_hint_headers(headers)
     return UpstreamStatusError(
         message or fallback or f"the provider returned HTTP {status}",
         upstream_status=status,
@@ -493,7 +491,11 @@ class AnthropicAdapter(Adapter):
             self.url = f"{base}/messages"
         else:
             self.url = f"{base}/v1/messages"
-        headers = {"anthropic-version": _API_VERSION, "content-type": "application/json"}
+        headers = {
+            "anthropic-version": _API_VERSION,
+            "content-type": "application/json",
+            "accept-encoding": "identity",  # no decompression on the hot path
+        }
         if entry.api_key:
             headers["x-api-key"] = entry.api_key
         headers.update(entry.headers)

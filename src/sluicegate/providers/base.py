@@ -11,6 +11,7 @@ the translation itself.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -23,6 +24,12 @@ if TYPE_CHECKING:
     from ..upstream.sse import SSEEvent
 
 DONE_FRAME = b"data: [DONE]\n\n"
+_RETRY_HEADERS = ("retry-after", "retry-after-ms")
+
+
+def retry_hint_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The provider's `retry-after` / `retry-after-ms`, lower-cased, to pass on to the client."""
+    return {k.lower(): v for k, v in headers.items() if k.lower() in _RETRY_HEADERS}
 
 
 def sse_frame(payload: bytes) -> bytes:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from ..config.schema import MockOptions
+from ..errors import UpstreamTimeoutError
 from ..types import UpstreamRequest
 from ._openai_compat import OpenAICompatibleBase
 
@@ -229,20 +230,26 @@ class MockTransport:
         self.behaviour = MockBehaviour(options)
 
     async def open(
-        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float
+        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float, stream: bool
     ) -> _MockStream:
         behaviour = self.behaviour
         fate = behaviour.next_fate()
         if fate == "hang":
-            await asyncio.Event().wait()  # never set: the gateway's timeout ends the call
+            # Never answers; like a real connection, the transport's deadline ends the wait.
+            await asyncio.sleep(timeout_s)
+            raise UpstreamTimeoutError(f"the provider did not answer within {timeout_s:g} s")
         body = orjson.loads(request.body)
         if fate == "fail":
             status, headers, payload = behaviour.error_body()
             return _MockStream(status, headers, payload)
         if body.get("stream"):
             return _MockStream(200, _SSE_HEADERS, chunks=behaviour.stream(body))
-        if behaviour.options.latency_ms > 0:
-            await asyncio.sleep(behaviour.options.latency_ms / 1000)
+        latency_s = behaviour.options.latency_ms / 1000
+        if latency_s > timeout_s:
+            await asyncio.sleep(timeout_s)
+            raise UpstreamTimeoutError(f"the provider did not finish within {timeout_s:g} s")
+        if latency_s > 0:
+            await asyncio.sleep(latency_s)
         response, _, _ = behaviour.completion(body)
         return _MockStream(200, _JSON_HEADERS, orjson.dumps(response))
 

@@ -49,7 +49,10 @@ class MockServerApp:
             await send({"type": "http.response.body", "body": payload})
             return
         stream = await self.transport.open(
-            UpstreamRequest("POST", scope["path"], {}, body), timeout_s=600, connect_timeout_s=10
+            UpstreamRequest("POST", scope["path"], {}, body),
+            timeout_s=600,
+            connect_timeout_s=10,
+            stream=False,
         )
         headers = [(k.encode(), v.encode()) for k, v in stream.headers.items()]
         await send({"type": "http.response.start", "status": stream.status, "headers": headers})

@@ -37,17 +37,13 @@ log = logging.getLogger("sluicegate")
 _REQUEST_ID_OK = re.compile(rb"^[\x21-\x7e]{1,128}$")
 _LIVE_BODY = b'{"status":"ok"}'
 
-Handler = Callable[["Gateway", RequestContext, bytes, Receive, Send], Awaitable[None]]
+# A model route's handler: the pipeline entry point, called directly (no wrapper per request).
+Handler = Callable[[Runtime, RequestContext, bytes, Receive, Send], Awaitable[None]]
 
-
-async def _chat(app: Gateway, ctx: RequestContext, raw: bytes, receive: Receive, send: Send) -> None:
-    await chat_completions(app.runtime, ctx, raw, receive, send)
-
-
-# path -> (method, handler, needs body)
+# path -> (method, handler)
 _MODEL_ROUTES: dict[str, tuple[bytes, Handler]] = {
-    "/v1/chat/completions": (b"POST", _chat),
-    "/chat/completions": (b"POST", _chat),  # clients configured with a base URL lacking /v1
+    "/v1/chat/completions": (b"POST", chat_completions),
+    "/chat/completions": (b"POST", chat_completions),  # clients configured with a base URL lacking /v1
 }
 
 
@@ -92,7 +88,7 @@ class Gateway:
                 rt = self.runtime
                 ctx.principal = rt.authenticator.authenticate(_key(headers))
                 raw = await read_body(receive, rt.max_body_bytes, headers.get(b"content-length"))
-                await handler(self, ctx, raw, receive, send)
+                await handler(rt, ctx, raw, receive, send)
                 return
             await self._small_routes(scope, ctx, headers, send)
         except GatewayError as error:

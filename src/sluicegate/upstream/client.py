@@ -10,7 +10,7 @@ exceptions are converted to our tree here and nowhere else.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -21,7 +21,7 @@ from ..types import UpstreamRequest
 
 class UpstreamStream(Protocol):
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # case-insensitive lookups
 
     async def read(self) -> bytes: ...
 
@@ -32,9 +32,13 @@ class UpstreamStream(Protocol):
 
 class Transport(Protocol):
     async def open(
-        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float
+        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float, stream: bool
     ) -> UpstreamStream:
-        """Send the request and return once the status line and headers have arrived."""
+        """Send the request and return once the status line and headers have arrived.
+
+        The transport enforces the deadlines: for a complete reply `timeout_s` bounds the whole
+        exchange (read included); for a stream it bounds each silence between reads.
+        """
         ...
 
 
@@ -44,8 +48,7 @@ class _AiohttpStream:
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
         self.status = resp.status
-        # Lower-cased keys so adapters can look headers up without caring about case.
-        self.headers = {k.lower(): v for k, v in resp.headers.items()}
+        self.headers: Mapping[str, str] = resp.headers  # already case-insensitive: no copy per call
 
     async def read(self) -> bytes:
         try:
@@ -83,6 +86,20 @@ class HttpTransport:
     def __init__(self, *, limit_per_host: int = 0) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._limit_per_host = limit_per_host
+        # One ClientTimeout per distinct deadline, built once: there are only a few per config.
+        self._timeouts: dict[tuple[float, float, bool], aiohttp.ClientTimeout] = {}
+
+    def _timeout(self, timeout_s: float, connect_timeout_s: float, stream: bool) -> aiohttp.ClientTimeout:
+        key = (timeout_s, connect_timeout_s, stream)
+        found = self._timeouts.get(key)
+        if found is None:
+            if stream:
+                # A stream may legitimately run for a long time; what must not happen is silence.
+                found = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=timeout_s)
+            else:
+                found = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
+            self._timeouts[key] = found
+        return found
 
     def _ensure(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -92,19 +109,14 @@ class HttpTransport:
                 ttl_dns_cache=300,
                 keepalive_timeout=60,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                # Not advertising gzip keeps decompression off the hot path; LLM replies are small.
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
-                auto_decompress=True,
-            )
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         return self._session
 
     async def open(
-        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float
+        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float, stream: bool
     ) -> UpstreamStream:
         session = self._ensure()
-        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=timeout_s)
+        timeout = self._timeout(timeout_s, connect_timeout_s, stream)
         try:
             resp = await session.request(
                 request.method,
