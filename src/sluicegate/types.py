@@ -98,3 +98,26 @@ class UpstreamReply:
     # Case-insensitive in practice (aiohttp's CIMultiDictProxy); adapters must not rely on key case.
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+
+
+@dataclass(slots=True)
+class EmbeddingsRequest:
+    """One `/v1/embeddings` call: the caller's body (validated) and what the pipeline decided up front.
+
+    `inputs` is the input normalised to a list (strings, or token-id lists); `encoding_format` is
+    what the caller asked for: adapters always produce floats, and the pipeline encodes base64.
+    """
+
+    body: dict[str, Any]
+    model: str
+    inputs: list[Any]
+    encoding_format: str = "float"
+    dimensions: int | None = None
+
+
+@dataclass(slots=True)
+class EmbeddingsResponse:
+    """Vectors in input order (floats) and the usage to bill."""
+
+    vectors: list[list[float]]
+    usage: Usage | None = None

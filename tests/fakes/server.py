@@ -68,6 +68,8 @@ class FakeProviderServer(ABC):
 
     #: Path prefix appended to ``http://127.0.0.1:PORT`` to form ``base_url``.
     base_path: str = ""
+    #: Content type of a streamed answer (NDJSON and AWS event-stream fakes override it).
+    stream_content_type: str = "text/event-stream; charset=utf-8"
 
     def __init__(self, *, api_key: str | None = None, default: Behaviour | None = None) -> None:
         # When api_key is set, any other key is rejected: lets e2e tests check which key the
@@ -198,6 +200,10 @@ class FakeProviderServer(ABC):
     def stream_events(self, body: dict[str, Any], outcome: Outcome) -> list[bytes]:
         """The complete SSE stream, one encoded event per item, terminal event included."""
 
+    def wants_stream(self, request: web.Request, body: dict[str, Any]) -> bool:
+        """Whether this call asked for a stream; providers that choose it by URL override this."""
+        return body.get("stream") is True
+
     # ------------------------------------------------------------------- shared server side
 
     async def record(self, request: web.Request) -> tuple[bytes, Any]:
@@ -291,7 +297,7 @@ class FakeProviderServer(ABC):
             )
 
         outcome = self.outcome(body, behaviour)
-        if body.get("stream") is True:
+        if self.wants_stream(request, body):
             return await self._send_stream(request, body, outcome, request_id, delay, cut_after)
         encoded = json.dumps(self.completion_body(body, outcome)).encode()
         if delay:
@@ -314,7 +320,7 @@ class FakeProviderServer(ABC):
         response = web.StreamResponse(
             headers={
                 **self.response_headers(request_id),
-                "Content-Type": "text/event-stream; charset=utf-8",
+                "Content-Type": self.stream_content_type,
                 "Cache-Control": "no-cache",
             }
         )

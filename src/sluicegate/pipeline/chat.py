@@ -6,6 +6,8 @@ failure is an ordinary HTTP error (and, from issue #5 on, a retry on another dep
 after it, a failure becomes one in-band error event and the stream ends without `[DONE]`.
 A client that disconnects cancels the upstream request at once.
 
+`run_chat` serves every chat-shaped surface: `/v1/chat/completions` with the OpenAI egress
+(bytes pass through), `/v1/messages` and `/v1/responses` with their own (pipeline/egress.py).
 Later steps of the SPEC pipeline (limits, cache, retries, ledger) slot in between these.
 """
 
@@ -15,16 +17,16 @@ import asyncio
 import logging
 from time import perf_counter
 
-import orjson
-
-from ..errors import GatewayError, ModelNotFoundError, UpstreamTimeoutError
-from ..providers.base import StreamTranslator
+from ..errors import GatewayError, UpstreamTimeoutError
+from ..providers.base import CHAT, STREAM, StreamTranslator
 from ..server.http import JSON_CT, SSE_HEADERS, Receive, Send, send_bytes
 from ..server.runtime import Runtime
-from ..types import ChatRequest, UpstreamReply, UpstreamRequest
+from ..types import ChatRequest, UpstreamRequest
 from ..upstream.client import UpstreamStream
-from ..upstream.sse import SSEDecoder, SSEEvent
+from ..upstream.sse import SSEEvent
 from .context import RequestContext
+from .dispatch import fetch, open_upstream, raise_for_status, resolve
+from .egress import OPENAI, Egress
 from .validate import chat_request, parse_json_object
 
 log = logging.getLogger("sluicegate")
@@ -33,67 +35,34 @@ log = logging.getLogger("sluicegate")
 async def chat_completions(
     rt: Runtime, ctx: RequestContext, raw: bytes, receive: Receive, send: Send
 ) -> None:
-    request = chat_request(parse_json_object(raw))
-    ctx.model = request.model
-    group = rt.groups.get(request.model)
-    if group is None:
-        raise ModelNotFoundError(f"the model '{request.model}' does not exist", param="model")
-    assert ctx.principal is not None
-    ctx.principal.check_model(request.model)
-    deployment = group.choose()
-    ctx.deployment = deployment
-    ctx.attempts = 1
+    await run_chat(rt, ctx, chat_request(parse_json_object(raw)), receive, send, OPENAI)
+
+
+async def run_chat(
+    rt: Runtime, ctx: RequestContext, request: ChatRequest, receive: Receive, send: Send, egress: Egress
+) -> None:
+    """One chat call on any surface: `egress` presents the OpenAI-dialect result to the caller."""
+    deployment = resolve(rt, ctx, request.model, STREAM if request.stream else CHAT)
     upstream_request = deployment.adapter.build_request(request)
     if request.stream:
-        await _stream(rt, ctx, request, upstream_request, receive, send)
+        await _stream(rt, ctx, request, upstream_request, receive, send, egress)
     else:
-        await _complete(ctx, request, upstream_request, send)
-
-
-async def _open(ctx: RequestContext, upstream_request: UpstreamRequest, *, stream: bool) -> UpstreamStream:
-    """Send the request; returns at the provider's status line. The transport enforces the deadlines."""
-    deployment = ctx.deployment
-    assert deployment is not None
-    return await deployment.transport.open(
-        upstream_request,
-        timeout_s=deployment.timeout_s,
-        connect_timeout_s=deployment.connect_timeout_s,
-        stream=stream,
-    )
-
-
-async def _raise_for_status(ctx: RequestContext, stream: UpstreamStream) -> None:
-    body = await stream.read()
-    assert ctx.deployment is not None
-    raise ctx.deployment.adapter.map_error(UpstreamReply(stream.status, stream.headers, body))
+        await _complete(ctx, request, upstream_request, send, egress)
 
 
 async def _complete(
-    ctx: RequestContext, request: ChatRequest, upstream_request: UpstreamRequest, send: Send
+    ctx: RequestContext, request: ChatRequest, upstream_request: UpstreamRequest, send: Send, egress: Egress
 ) -> None:
     deployment = ctx.deployment
     assert deployment is not None
-    began = perf_counter()
-    try:
-        # No asyncio.timeout here: the transport's own deadline (aiohttp's `total`) bounds open + read,
-        # which saves a timer handle per call on the hottest path.
-        stream = await deployment.transport.open(
-            upstream_request,
-            timeout_s=deployment.timeout_s,
-            connect_timeout_s=deployment.connect_timeout_s,
-            stream=False,
-        )
-        if stream.status >= 400:
-            await _raise_for_status(ctx, stream)
-        body = await stream.read()
-    finally:
-        ctx.upstream_s = perf_counter() - began
-    response = deployment.adapter.parse_response(request, UpstreamReply(stream.status, stream.headers, body))
+    reply = await fetch(ctx, upstream_request)
+    response = deployment.adapter.parse_response(request, reply)
     ctx.usage = response.usage
+    content = egress.complete(request, response)
     headers = ctx.model_headers()
     headers.append(JSON_CT)
     ctx.response_started = True
-    await send_bytes(send, 200, response.content, headers)
+    await send_bytes(send, 200, content, headers)
 
 
 class _DisconnectWatcher:
@@ -130,10 +99,6 @@ def _translate(translator: StreamTranslator, events: list[SSEEvent]) -> list[byt
     return frames
 
 
-def _error_frame(error: GatewayError) -> bytes:
-    return b"data: " + orjson.dumps(error.to_openai()) + b"\n\n"
-
-
 async def _stream(
     rt: Runtime,
     ctx: RequestContext,
@@ -141,6 +106,7 @@ async def _stream(
     upstream_request: UpstreamRequest,
     receive: Receive,
     send: Send,
+    egress: Egress,
 ) -> None:
     deployment = ctx.deployment
     assert deployment is not None
@@ -153,13 +119,14 @@ async def _stream(
         # Phase 1 — before the commit point: failures are plain HTTP errors.
         try:
             async with asyncio.timeout(ttft_s):
-                upstream = await _open(ctx, upstream_request, stream=True)
+                upstream = await open_upstream(ctx, upstream_request, stream=True)
         except TimeoutError as exc:
             raise UpstreamTimeoutError(f"the provider did not answer within {ttft_s:g} s") from exc
         if upstream.status >= 400:
-            await _raise_for_status(ctx, upstream)
+            await raise_for_status(ctx, upstream)
         translator = deployment.adapter.stream_translator(request)
-        decoder = SSEDecoder()
+        encoder = egress.stream(request)
+        decoder = deployment.adapter.stream_decoder()
         chunks = upstream.iter_chunks().__aiter__()
         first: list[bytes] = []
         try:
@@ -179,7 +146,7 @@ async def _stream(
         headers.extend(SSE_HEADERS)
         ctx.response_started = True
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"".join(first), "more_body": True})
+        await send({"type": "http.response.body", "body": encoder.encode(first), "more_body": True})
         if translator.finished:
             watcher.active = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -189,16 +156,17 @@ async def _stream(
             async for chunk in chunks:
                 frames = _translate(translator, decoder.feed(chunk))
                 if frames:
-                    await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
+                    body = encoder.encode(frames)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
             closing = _translate(translator, decoder.close())
             closing.extend(translator.finish())
-            tail = b"".join(closing)
+            tail = encoder.encode(closing) if closing else b""
         except GatewayError as error:
-            tail = _error_frame(error)
+            tail = encoder.error(error)
         except Exception:
             # A bug must still end the stream visibly, never as a silent truncation.
             log.exception("stream failed after the first byte", extra={"request_id": ctx.request_id.decode()})
-            tail = _error_frame(GatewayError("internal error in the gateway while streaming"))
+            tail = encoder.error(GatewayError("internal error in the gateway while streaming"))
         watcher.active = False
         await send({"type": "http.response.body", "body": tail, "more_body": False})
     except asyncio.CancelledError:

@@ -6,18 +6,34 @@ zero or more OpenAI SSE frames (through a per-stream `StreamTranslator`), and an
 (status, headers, body) into our exception tree. Network I/O lives in `upstream/`; the pipeline
 joins the two. Adapters are built once per deployment at config load, so per-call work is only
 the translation itself.
+
+Hooks beyond the four required methods, each with a default that costs nothing:
+- `stream_decoder()` frames the provider's stream into events (SSE by default; NDJSON for Ollama,
+  the AWS event-stream for Bedrock), so every translator has the same `feed(event)` shape.
+- `needs_signing` / `sign()` let the upstream step add credentials computed per attempt (SigV4,
+  an OAuth token refreshed through the transport) after translation and before the send.
+- `capabilities` declares what the deployment can do; `build_embeddings_request` /
+  `parse_embeddings_response` serve `/v1/embeddings` where the provider has embeddings.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import orjson
 
-from ..errors import GatewayError, UpstreamProtocolError
-from ..types import ChatRequest, ChatResponse, UpstreamReply, UpstreamRequest, Usage
+from ..errors import GatewayError, InvalidRequestError, UpstreamProtocolError
+from ..types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    UpstreamReply,
+    UpstreamRequest,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from ..config.schema import ModelEntry
@@ -45,6 +61,25 @@ def loads_lenient(data: bytes) -> Any:
         return orjson.loads(data.decode("utf-8", "replace"))
 
 
+class StreamDecoder(Protocol):
+    """Frames a provider's stream: network reads in, complete events out (see upstream/sse.py)."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]: ...
+
+    def close(self) -> list[SSEEvent]: ...
+
+
+# Capability names (issue #3): what a deployment can be asked to do.
+CHAT = "chat"
+STREAM = "stream"
+TOOLS = "tools"
+VISION = "vision"
+JSON_MODE = "json_mode"
+JSON_SCHEMA = "json_schema"
+EMBEDDINGS = "embeddings"
+ALL_CHAT = frozenset({CHAT, STREAM, TOOLS, VISION, JSON_MODE, JSON_SCHEMA})
+
+
 class StreamTranslator(ABC):
     """Per-stream state: upstream events in, OpenAI SSE frames out.
 
@@ -69,11 +104,36 @@ class Adapter(ABC):
     """One provider's translation. Subclasses set `provider` and implement the four methods."""
 
     provider: ClassVar[str]
-    # Framing of the provider's streams: "sse" (everyone in this release), later "ndjson", "eventstream".
-    stream_format: ClassVar[str] = "sse"
+    capabilities: ClassVar[frozenset[str]] = ALL_CHAT
+    # True when `sign` must run before each send (SigV4, OAuth bearer tokens).
+    needs_signing: ClassVar[bool] = False
 
     def __init__(self, entry: ModelEntry) -> None:
         self.entry = entry
+
+    def stream_decoder(self) -> StreamDecoder:
+        from ..upstream.sse import SSEDecoder
+
+        return SSEDecoder()
+
+    async def sign(self, request: UpstreamRequest, transport: Any) -> UpstreamRequest:
+        """Add per-attempt credentials; `transport` is the deployment's, for token fetches."""
+        return request
+
+    def unsupported(self, model: str, what: str) -> InvalidRequestError:
+        return InvalidRequestError(
+            f"model '{model}' (provider {self.provider}) does not support {what}",
+            param="model",
+            code="unsupported_operation",
+        )
+
+    def build_embeddings_request(self, request: EmbeddingsRequest) -> UpstreamRequest:
+        raise self.unsupported(request.model, "embeddings")
+
+    def parse_embeddings_response(
+        self, request: EmbeddingsRequest, reply: UpstreamReply
+    ) -> EmbeddingsResponse:
+        raise self.unsupported(request.model, "embeddings")
 
     @abstractmethod
     def build_request(self, request: ChatRequest) -> UpstreamRequest: ...

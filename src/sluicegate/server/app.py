@@ -39,11 +39,13 @@ _LIVE_BODY = b'{"status":"ok"}'
 
 # A model route's handler: the pipeline entry point, called directly (no wrapper per request).
 Handler = Callable[[Runtime, RequestContext, bytes, Receive, Send], Awaitable[None]]
+# Renders an error before the response started, in the route's API dialect.
+ErrorRenderer = Callable[[GatewayError], bytes]
 
-# path -> (method, handler)
-_MODEL_ROUTES: dict[str, tuple[bytes, Handler]] = {
-    "/v1/chat/completions": (b"POST", chat_completions),
-    "/chat/completions": (b"POST", chat_completions),  # clients configured with a base URL lacking /v1
+# path -> (method, handler, error renderer)
+_MODEL_ROUTES: dict[str, tuple[bytes, Handler, ErrorRenderer]] = {
+    "/v1/chat/completions": (b"POST", chat_completions, render_openai),
+    "/chat/completions": (b"POST", chat_completions, render_openai),  # base URL configured without /v1
 }
 
 
@@ -77,10 +79,11 @@ class Gateway:
             request_id=self._request_id(headers.get(b"x-request-id")), started=perf_counter()
         )
         path: str = scope["path"]
+        renderer: ErrorRenderer = render_openai
         try:
             route = _MODEL_ROUTES.get(path)
             if route is not None:
-                method, handler = route
+                method, handler, renderer = route
                 if scope["method"].encode() != method:
                     raise MethodNotAllowedError(
                         f"{scope['method']} is not allowed on {path}; use {method.decode()}"
@@ -95,13 +98,13 @@ class Gateway:
             if ctx.response_started:
                 log.warning("error after response start", extra={"request_id": ctx.request_id.decode()})
                 return
-            await _send_error(send, ctx, error)
+            await _send_error(send, ctx, error, renderer)
         except ClientDisconnected:
             return
         except Exception:
             log.exception("unhandled error", extra={"request_id": ctx.request_id.decode()})
             if not ctx.response_started:
-                await _send_error(send, ctx, GatewayError("internal error in the gateway"))
+                await _send_error(send, ctx, GatewayError("internal error in the gateway"), renderer)
 
     async def _small_routes(
         self, scope: Scope, ctx: RequestContext, headers: dict[bytes, bytes], send: Send
@@ -147,12 +150,14 @@ def _key(headers: dict[bytes, bytes]) -> str | None:
     return extract_key(headers.get(b"authorization"), headers.get(b"x-api-key"))
 
 
-async def _send_error(send: Send, ctx: RequestContext, error: GatewayError) -> None:
+async def _send_error(
+    send: Send, ctx: RequestContext, error: GatewayError, renderer: ErrorRenderer = render_openai
+) -> None:
     headers = [JSON_CT, (b"x-request-id", ctx.request_id)]
     headers.extend((k.encode(), v.encode()) for k, v in error.headers.items())
     if ctx.deployment is not None:
         headers.append((b"x-sluicegate-deployment", ctx.deployment.label.encode()))
-    await send_bytes(send, error.http_status, render_openai(error), headers)
+    await send_bytes(send, error.http_status, renderer(error), headers)
 
 
 def create_app() -> Gateway:
