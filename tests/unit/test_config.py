@@ -80,10 +80,7 @@ cache:
         ),
         ("models:\n  - name: a\n    provider: openai\n", "models[0].api_key: required for provider openai"),
         ("models:\n  - name: a\n    provider: nope\n", "models[0].provider: unknown provider 'nope'"),
-        (
-            "models:\n  - name: a\n    provider: gemini\n    api_key: k\n",
-            "models[0].provider: 'gemini' is not available",
-        ),
+        ("models:\n  - name: a\n    provider: gemini\n", "models[0].api_key: required for provider gemini"),
         ("models:\n  - name: a\n    provider: mock\n    weight: 0\n", "models[0].weight: must be > 0"),
         ("models:\n  - name: a\n    provider: mock\n    mock: {fail_rate: 2}\n", "models[0].mock.fail_rate"),
         ("models:\n  - name: a\n    provider: openai-compatible\n", "models[0].api_base: required"),

@@ -96,8 +96,8 @@ class OpenAICompatibleBase(Adapter):
 
     def __init__(self, entry: Any) -> None:
         super().__init__(entry)
-        base = (entry.api_base or self.default_api_base or "").rstrip("/")
-        self.url = f"{base}/chat/completions"
+        self.base_url = (entry.api_base or self.default_api_base or "").rstrip("/")
+        self.url = self.endpoint("chat/completions")
         # identity: keeps decompression off the hot path (LLM replies are small); set here rather
         # than through aiohttp's skip_auto_headers, which costs more per request.
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
@@ -106,6 +106,10 @@ class OpenAICompatibleBase(Adapter):
         headers.update(entry.headers)
         self.headers = headers
         self.model_id = entry.upstream_model
+
+    def endpoint(self, path: str) -> str:
+        """The URL of one API path (`chat/completions`, `embeddings`, ...); Azure overrides it."""
+        return f"{self.base_url}/{path}"
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"}

@@ -17,10 +17,14 @@ _PROVIDERS: dict[str, tuple[str, str, str | None, bool]] = {
     "openai-compatible": ("openai_compatible", "OpenAICompatibleAdapter", None, False),
     "anthropic": ("anthropic", "AnthropicAdapter", "ANTHROPIC_API_KEY", True),
     "mock": ("mock", "MockAdapter", None, False),
+    "azure": ("azure", "AzureAdapter", "AZURE_API_KEY", False),  # key or Entra bearer token (headers)
+    "gemini": ("gemini", "GeminiAdapter", "GEMINI_API_KEY", True),
+    "vertex": ("vertex", "VertexAdapter", None, False),  # service-account credentials, not a key
+    "bedrock": ("bedrock", "BedrockAdapter", None, False),  # AWS credentials, not a key
+    "mistral": ("mistral", "MistralAdapter", "MISTRAL_API_KEY", True),
+    "cohere": ("cohere", "CohereAdapter", "COHERE_API_KEY", True),
+    "ollama": ("ollama", "OllamaAdapter", None, False),
 }
-
-# Named in SPEC §5 but not in this release yet (issue #3); a clear error beats "unknown provider".
-_PLANNED = ("azure", "gemini", "vertex", "bedrock", "mistral", "cohere", "ollama")
 
 
 def provider_names() -> list[str]:
@@ -48,8 +52,6 @@ def check_entry(entry: ModelEntry, path: str) -> None:
     """Provider-level validation of one `models[]` entry (called by the config loader)."""
     spec = _PROVIDERS.get(entry.provider)
     if spec is None:
-        if entry.provider in _PLANNED:
-            raise ConfigError(f"{path}.provider: {entry.provider!r} is not available in this release yet")
         raise ConfigError(
             f"{path}.provider: unknown provider {entry.provider!r} (known: {', '.join(provider_names())})"
         )
