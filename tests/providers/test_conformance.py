@@ -8,19 +8,16 @@ streamed arguments), images, tool results, stop reasons, usage (streamed too) an
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
-from tests.conftest import MASTER_KEY, GatewayProcess, run_gateway
 from tests.fakes import Error, Reply, ToolCalls
 from tests.fakes.server import FakeProviderServer
 
-from .cases import ProviderCase, all_cases
+from .cases import ProviderCase
+from .cases import gateway_model as model
 
-CASES = all_cases()
 USER = [{"role": "user", "content": "What is the capital of France?"}]
 PNG_DATA_URL = "data:image/png;base64,iVBORw0KGgo="
 WEATHER = {
@@ -42,46 +39,6 @@ SDK_ERRORS: dict[int, type[openai.APIStatusError]] = {
     503: openai.InternalServerError,
     529: openai.InternalServerError,
 }
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProviderServer]]:
-    started: dict[str, FakeProviderServer] = {}
-    try:
-        for case in CASES:
-            started[case.id] = case.make_fake().start()
-        yield started
-    finally:
-        for fake in started.values():
-            fake.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(
-    fakes: dict[str, FakeProviderServer], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    entries = "\n".join(f"  - name: conf-{case.id}\n    {case.model_yaml(fakes[case.id])}" for case in CASES)
-    config = f"master_key: {MASTER_KEY}\nrouter:\n  ttft_timeout_s: 5\nmodels:\n{entries}\n"
-    tmp: Path = tmp_path_factory.mktemp("conformance")
-    with run_gateway(tmp, config) as gw:
-        yield gw
-
-
-@pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway.v1, api_key=MASTER_KEY, max_retries=0, timeout=15) as c:
-        yield c
-
-
-@pytest.fixture(params=CASES, ids=[c.id for c in CASES])
-def case(request: pytest.FixtureRequest, fakes: dict[str, FakeProviderServer]) -> ProviderCase:
-    chosen: ProviderCase = request.param
-    fakes[chosen.id].reset()
-    return chosen
-
-
-def model(case: ProviderCase) -> str:
-    return f"conf-{case.id}"
 
 
 def test_text_reply_and_usage(

@@ -10,7 +10,6 @@ from __future__ import annotations
 from time import perf_counter
 
 from ..errors import InvalidRequestError, ModelNotFoundError
-from ..providers.base import ALL_CHAT
 from ..routing.deployment import Deployment
 from ..server.runtime import Runtime
 from ..types import UpstreamReply, UpstreamRequest
@@ -29,8 +28,7 @@ def resolve(rt: Runtime, ctx: RequestContext, model: str, capability: str) -> De
     deployment = group.choose()
     ctx.deployment = deployment
     ctx.attempts = 1
-    capabilities = deployment.adapter.capabilities
-    if capabilities is not ALL_CHAT and capability not in capabilities:
+    if capability not in deployment.adapter.capabilities:
         raise InvalidRequestError(
             f"model '{model}' (provider {deployment.entry.provider}) does not support {capability}",
             param="model",

@@ -47,3 +47,8 @@ def all_cases() -> list[ProviderCase]:
             module = importlib.import_module(f"{__name__}.{info.name}")
             cases.append(module.CASE)
     return cases
+
+
+def gateway_model(case: ProviderCase) -> str:
+    """The gateway model name serving `case` in the shared conformance gateway."""
+    return f"conf-{case.id}"
