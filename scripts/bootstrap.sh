@@ -22,8 +22,13 @@ if [ ! -x .venv/bin/python ]; then
     need_apt "$PY -c 'import ensurepip, venv'" python3-venv python3-pip
     $PY -m venv .venv
 fi
-stamp=.venv/.sluicegate-installed
 mode=${1:-run}
+if [ "$mode" = test ]; then
+    # Tests start private Redis and PostgreSQL servers from these binaries (tests/services.py).
+    need_apt "command -v redis-server" redis-server
+    need_apt "ls /usr/lib/postgresql/*/bin/initdb" postgresql
+fi
+stamp=.venv/.sluicegate-installed
 extras=""
 [ "$mode" = test ] && extras="[dev]"
 # Reinstall only when pyproject.toml changed since the last install for this mode.

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 MASTER_KEY = "sk-test-master-0123456789"
 
 
@@ -111,3 +113,21 @@ def run_gateway(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A private redis-server for the whole session (tests flush what they use)."""
+    from tests.services import private_redis
+
+    with private_redis() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL cluster for the whole session."""
+    from tests.services import private_postgres
+
+    with private_postgres() as url:
+        yield url

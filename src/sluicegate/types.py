@@ -117,7 +117,13 @@ class EmbeddingsRequest:
 
 @dataclass(slots=True)
 class EmbeddingsResponse:
-    """Vectors in input order (floats) and the usage to bill."""
+    """Vectors in input order (floats) and the usage to bill.
+
+    `content`, when set, is the provider's reply already in OpenAI's shape (the encoding the caller
+    asked for included): the pipeline sends it byte for byte and ignores `vectors`, which saves
+    decoding and re-encoding thousands of floats per call on the OpenAI-family path.
+    """
 
     vectors: list[list[float]]
     usage: Usage | None = None
+    content: bytes | None = None

@@ -2,11 +2,12 @@
 
 Serves ``POST /v1/messages`` (JSON, and SSE with ``event:`` + ``data:`` lines: ``message_start``,
 ``ping``, per-block ``content_block_start``/``_delta``/``_stop``, ``message_delta``,
-``message_stop``) and ``GET /v1/models``. Requests are validated the way the real API rejects
-what an OpenAI-to-Anthropic translator typically gets wrong: missing ``max_tokens``, a ``system``
-role inside ``messages``, non-alternating roles, unanswered ``tool_use`` blocks, misplaced
-``tool_result`` blocks, non-object tool schemas, OpenAI-only fields, injected nulls. Errors use
-Anthropic's ``{"type": "error", "error": {...}, "request_id": ...}`` body.
+``message_stop``), ``POST /v1/messages/count_tokens`` and ``GET /v1/models``. Requests are
+validated the way the real API rejects what an OpenAI-to-Anthropic translator typically gets
+wrong: missing ``max_tokens``, a ``system`` role inside ``messages``, non-alternating roles,
+unanswered ``tool_use`` blocks, misplaced ``tool_result`` blocks, non-object tool schemas,
+OpenAI-only fields, injected nulls. Errors use Anthropic's
+``{"type": "error", "error": {...}, "request_id": ...}`` body.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ class FakeAnthropic(FakeProviderServer):
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/messages", self._messages),
+            web.post("/v1/messages/count_tokens", self._count_tokens),
             web.get("/v1/models", self._list_models),
             web.route("*", "/{tail:.*}", self._not_found),
         ]
@@ -145,6 +147,23 @@ class FakeAnthropic(FakeProviderServer):
         except ApiError as error:
             return self._error_response(error, request_id)
         return await self.serve_chat(request, body, request_id)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """`{"input_tokens": N}` with N = the deterministic prompt estimate; no max_tokens needed."""
+        _, body = await self.record(request)
+        request_id = self.new_request_id()
+        try:
+            self._authenticate(request)
+            if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+                raise _invalid("model: Field required")
+            for key in ("max_tokens", "stream", "temperature", "stop_sequences", "metadata"):
+                if key in body:
+                    raise _invalid(f"{key}: Extra inputs are not permitted")
+            self._validate_messages(body.get("messages"))
+            self._validate_system(body.get("system"))
+        except ApiError as error:
+            return self._error_response(error, request_id)
+        return self.json_response({"input_tokens": self.prompt_words(body)}, request_id=request_id)
 
     async def _list_models(self, request: web.Request) -> web.StreamResponse:
         await self.record(request)

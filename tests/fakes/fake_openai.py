@@ -1,6 +1,8 @@
 """A fake OpenAI Chat Completions server speaking the exact wire format of reference §1.
 
 Serves ``POST /v1/chat/completions`` (JSON and ``data:``-only SSE ending in ``data: [DONE]``),
+``POST /v1/embeddings`` (float or base64 vectors, ``dimensions`` honoured), the legacy
+``POST /v1/completions`` (``text_completion`` objects and chunks, ``max_tokens`` defaulting to 16),
 ``GET /v1/models`` and ``GET /v1/models/{id}``; anything else gets OpenAI's "Invalid URL" 404.
 Requests are validated the way OpenAI rejects what a gateway could get wrong (missing model,
 empty messages, bad roles, unanswered tool calls, object-valued tool arguments, unknown top-level
@@ -10,15 +12,19 @@ translation bug fails an e2e test as it would fail in production.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import random
 import secrets
 import string
+import struct
 from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
-from .behaviours import Behaviour, Outcome, estimate_tokens, split_fragments, split_text
+from .behaviours import Behaviour, Error, Outcome, Reply, estimate_tokens, split_fragments, split_text
 from .server import ApiError, FakeProviderServer, unix_time
 
 _ALNUM = string.ascii_letters + string.digits
@@ -36,6 +42,17 @@ _KNOWN_PARAMS = frozenset(
     }
 )  # fmt: skip
 _ROLES = ("system", "assistant", "user", "function", "tool", "developer")
+# OA-spec CreateEmbeddingRequest and CreateCompletionRequest properties (reference §1.6, §1.7).
+_EMBEDDING_PARAMS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
+_COMPLETION_PARAMS = frozenset(
+    {
+        "model", "prompt", "suffix", "max_tokens", "temperature", "top_p", "n", "best_of", "echo",
+        "logprobs", "stop", "stream", "stream_options", "seed", "logit_bias", "presence_penalty",
+        "frequency_penalty", "user",
+    }
+)  # fmt: skip
+# text-embedding-3-small's size: the dimension count when the request does not set `dimensions`.
+DEFAULT_EMBEDDING_DIMENSIONS = 1536
 _PART_TYPES = {
     "user": ("text", "image_url", "input_audio", "file"),
     "assistant": ("text", "refusal"),
@@ -155,6 +172,8 @@ class FakeOpenAI(FakeProviderServer):
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/chat/completions", self._chat),
+            web.post("/v1/embeddings", self._embeddings),
+            web.post("/v1/completions", self._completions),
             web.get("/v1/models", self._list_models),
             web.get("/v1/models/{model}", self._get_model),
             web.route("*", "/{tail:.*}", self._invalid_url),
@@ -537,3 +556,236 @@ class FakeOpenAI(FakeProviderServer):
             events.append(chunk([], self._usage(outcome)))
         events.append(b"data: [DONE]\n\n")
         return events
+
+    # ------------------------------------------------------------- embeddings (reference §1.7)
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        _, body = await self.record(request)
+        request_id = self.new_request_id()
+        try:
+            self._authenticate(request)
+            inputs = self._validate_embeddings(body)
+        except ApiError as error:
+            return self.api_error_response(error, request_id)
+        behaviour = self.next_behaviour()
+        if isinstance(behaviour, Error):
+            payload = (
+                behaviour.body
+                if behaviour.body is not None
+                else self.error_body(behaviour.status, request_id)
+            )
+            return self.json_response(
+                payload, status=behaviour.status, request_id=request_id, headers=behaviour.headers
+            )
+        return self.json_response(self.embeddings_body(body, inputs), request_id=request_id)
+
+    def _validate_embeddings(self, body: Any) -> list[Any]:
+        """The inputs as a list (strings or token lists), after OpenAI's checks of an embeddings body."""
+        if not isinstance(body, dict):
+            raise _error(400, "We could not parse the JSON body of your request.")
+        for key in body:
+            if key not in _EMBEDDING_PARAMS:
+                raise _error(400, f"Unrecognized request argument supplied: {key}")
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            raise _error(400, "you must provide a model parameter")
+        if "input" not in body:
+            raise _missing("input")
+        raw = body["input"]
+        # OpenAI's wording for an empty string, an empty array or a mixed array.
+        invalid = _error(
+            400,
+            "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
+        )
+        if isinstance(raw, str):
+            inputs: list[Any] = [raw]
+        elif isinstance(raw, list) and raw and all(type(t) is int for t in raw):
+            inputs = [raw]
+        elif isinstance(raw, list) and raw:
+            inputs = raw
+        else:
+            raise invalid
+        for item in inputs:
+            if isinstance(item, str):
+                if not item:
+                    raise invalid
+            elif not (isinstance(item, list) and item and all(type(t) is int and t >= 0 for t in item)):
+                raise invalid
+        encoding = body.get("encoding_format")
+        if encoding is not None and encoding not in ("float", "base64"):
+            raise _error(
+                400,
+                f"Invalid value: '{encoding}'. Supported values are: 'float' and 'base64'.",
+                param="encoding_format",
+                code="invalid_value",
+            )
+        dimensions = body.get("dimensions")
+        if dimensions is not None:
+            if type(dimensions) is not int:
+                raise _invalid_type("dimensions", "an integer", dimensions)
+            if dimensions < 1:
+                raise _error(
+                    400,
+                    f"Invalid 'dimensions': integer below minimum value. Expected a value >= 1, but got "
+                    f"{dimensions} instead.",
+                    param="dimensions",
+                    code="integer_below_min_value",
+                )
+        return inputs
+
+    @staticmethod
+    def embedding(item: str | list[int], dimensions: int) -> list[float]:
+        """The fake's vector for one input: seeded by the input, float32 values like OpenAI's."""
+        seed = hashlib.sha256(json.dumps(item).encode()).digest()
+        rng = random.Random(seed)
+        values = [rng.uniform(-1.0, 1.0) for _ in range(dimensions)]
+        return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *values)))
+
+    def embeddings_body(self, body: dict[str, Any], inputs: list[Any]) -> dict[str, Any]:
+        dimensions = body.get("dimensions") or DEFAULT_EMBEDDING_DIMENSIONS
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, item in enumerate(inputs):
+            vector = self.embedding(item, dimensions)
+            encoded: Any = vector
+            if as_base64:
+                encoded = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(max(1, estimate_tokens(i)) if isinstance(i, str) else len(i) for i in inputs)
+        return {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    # ------------------------------------------------------ legacy completions (reference §1.6)
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        """Answers with the next behaviour: ``Error`` as is; anything else as its ``Reply`` (text, counts)."""
+        _, body = await self.record(request)
+        request_id = self.new_request_id()
+        try:
+            self._authenticate(request)
+            prompts = self._validate_completions(body)
+        except ApiError as error:
+            return self.api_error_response(error, request_id)
+        behaviour = self.next_behaviour()
+        if isinstance(behaviour, Error):
+            payload = (
+                behaviour.body
+                if behaviour.body is not None
+                else self.error_body(behaviour.status, request_id)
+            )
+            return self.json_response(
+                payload, status=behaviour.status, request_id=request_id, headers=behaviour.headers
+            )
+        reply = behaviour if isinstance(behaviour, Reply) else Reply()
+        choices, usage = self._text_choices(body, prompts, reply)
+        envelope = {
+            "id": "cmpl-" + "".join(secrets.choice(_ALNUM) for _ in range(29)),
+            "object": "text_completion",
+            "created": unix_time(),
+            "model": body["model"],
+            "system_fingerprint": "fp_" + secrets.token_hex(5),
+        }
+        if body.get("stream") is not True:
+            return self.json_response({**envelope, "choices": choices, "usage": usage}, request_id=request_id)
+        include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+
+        def event(chunk_choices: list[dict[str, Any]], chunk_usage: dict[str, Any] | None = None) -> bytes:
+            payload: dict[str, Any] = {**envelope, "choices": chunk_choices}
+            if include_usage:
+                payload["usage"] = chunk_usage
+            return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+        response = web.StreamResponse(
+            headers={**self.response_headers(request_id), "Content-Type": self.stream_content_type}
+        )
+        await response.prepare(request)
+        for choice in choices:
+            for piece in split_text(choice["text"]):
+                await response.write(
+                    event(
+                        [{"text": piece, "index": choice["index"], "logprobs": None, "finish_reason": None}]
+                    )
+                )
+            await response.write(event([{**choice, "text": ""}]))
+        if include_usage:
+            await response.write(event([], usage))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    def _validate_completions(self, body: Any) -> list[str]:
+        """The prompt texts (a token prompt reads as its ids), after OpenAI's checks of a completions body."""
+        if not isinstance(body, dict):
+            raise _error(400, "We could not parse the JSON body of your request.")
+        for key in body:
+            if key not in _COMPLETION_PARAMS:
+                raise _error(400, f"Unrecognized request argument supplied: {key}")
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            raise _error(400, "you must provide a model parameter")
+        if "prompt" not in body:
+            raise _missing("prompt")
+        prompt = body["prompt"]
+        if isinstance(prompt, str):
+            prompts = [prompt]
+        elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+            prompts = list(prompt)
+        elif isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt):
+            prompts = [" ".join(map(str, prompt))]
+        elif isinstance(prompt, list) and prompt and all(isinstance(p, list) and p for p in prompt):
+            prompts = [" ".join(map(str, p)) for p in prompt]
+        else:
+            raise _invalid_type("prompt", "one of a string, array of strings, array of integers", prompt)
+        logprobs = body.get("logprobs")
+        if logprobs is not None:
+            if type(logprobs) is not int:  # the boolean of Chat Completions is a type error here
+                raise _invalid_type("logprobs", "an integer", logprobs)
+            if not 0 <= logprobs <= 5:
+                raise _error(
+                    400,
+                    f"Invalid 'logprobs': integer above maximum value. Expected a value <= 5, but got "
+                    f"{logprobs} instead.",
+                    param="logprobs",
+                    code="integer_above_max_value",
+                )
+        for name in ("max_tokens", "n", "best_of", "seed"):
+            value = body.get(name)
+            if value is not None and type(value) is not int:
+                raise _invalid_type(name, "an integer", value)
+        self._validate_sampling(body)
+        return prompts
+
+    @staticmethod
+    def _text_choices(
+        body: dict[str, Any], prompts: list[str], reply: Reply
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        max_tokens = body.get("max_tokens") or 16  # OpenAI's default for this endpoint
+        n = body.get("n") or 1
+        choices = []
+        completion_tokens = 0
+        for number, prompt in enumerate(prompts):
+            words = (reply.text if reply.text is not None else "fake: " + prompt).split(" ")
+            finish = reply.finish_reason or "stop"
+            if len(words) > max_tokens:
+                words, finish = words[:max_tokens], "length"
+            text = " ".join(words)
+            completion_tokens += n * max(1, estimate_tokens(text))
+            if body.get("echo"):
+                text = prompt + text
+            choices.extend(
+                {"text": text, "index": number * n + k, "logprobs": None, "finish_reason": finish}
+                for k in range(n)
+            )
+        prompt_tokens = sum(max(1, estimate_tokens(p)) for p in prompts)
+        if reply.prompt_tokens is not None:
+            prompt_tokens = reply.prompt_tokens
+        if reply.completion_tokens is not None:
+            completion_tokens = reply.completion_tokens
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        return choices, usage

@@ -51,6 +51,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any
     raw: bytes
+    query: str = ""  # the raw query string, as sent
 
 
 class ApiError(Exception):
@@ -218,6 +219,7 @@ class FakeProviderServer(ABC):
             headers={name.lower(): value for name, value in request.headers.items()},
             json=parsed,
             raw=raw,
+            query=request.rel_url.raw_query_string,
         )
         with self._recorded:
             self.requests.append(recorded)

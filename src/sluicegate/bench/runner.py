@@ -408,7 +408,8 @@ def measure(
             "rps": rps,
             "p50_ms": lat.get("50", float("nan")),
             "p99_ms": lat.get("99", float("nan")),
-            "errors": float(non2xx.group(1)) if non2xx else 0.0 + (float(errors.group(1)) if errors else 0.0),
+            "errors": (float(non2xx.group(1)) if non2xx else 0.0)
+            + (float(errors.group(1)) if errors else 0.0),
         }
     args = [
         sys.executable,

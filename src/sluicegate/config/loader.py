@@ -199,6 +199,10 @@ def _check_semantics(config: Config) -> None:
                     f"{path}.mock.fail_status: must be an HTTP error status, got {entry.mock.fail_status}"
                 )
         check_entry(entry, path)
+    if config.passthrough:
+        from ..api.passthrough import check_config as check_passthrough
+
+        check_passthrough(config)
     router = config.router
     if router.retries < 0:
         raise ConfigError(f"router.retries: must be >= 0, got {router.retries}")

@@ -83,6 +83,20 @@ class CacheConfig(_Strict, frozen=True):
     ttl_s: float = 3600.0
 
 
+class ResponsesConfig(_Strict, frozen=True):
+    """The store behind `/v1/responses` `previous_response_id` and GET/DELETE (per process)."""
+
+    retention_s: float = 3600.0
+    max_stored: int = 10000  # 0 = keep nothing (`store` then has no effect)
+
+    def __post_init__(self) -> None:
+        # msgspec reports these as `responses: <message>`, quoting the section.
+        if self.retention_s <= 0:
+            raise ValueError(f"retention_s must be > 0, got {self.retention_s:g}")
+        if self.max_stored < 0:
+            raise ValueError(f"max_stored must be >= 0, got {self.max_stored}")
+
+
 class ServerConfig(_Strict, frozen=True):
     """Transport settings (not in SPEC §3's example; see docs/configuration.md)."""
 
@@ -99,4 +113,8 @@ class Config(_Strict, frozen=True):
     models: list[ModelEntry] = msgspec.field(default_factory=list)
     router: RouterConfig = msgspec.field(default_factory=RouterConfig)
     cache: CacheConfig | None = None
+    responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
+    # `/passthrough/{provider}/...`: provider or preset name -> the model whose deployment serves it
+    # (default: the first deployment of that provider in `models`); see docs/passthrough.md.
+    passthrough: dict[str, str] = msgspec.field(default_factory=dict)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)

@@ -506,7 +506,7 @@ class AnthropicAdapter(Adapter):
         if not self.entry.drop_params:
             raise InvalidRequestError(
                 f"parameter '{name}' is not supported by model '{request.model}' "
-                f"(provider anthropic); remove it or set drop_params: true",
+                f"(provider {self.entry.provider}); remove it or set drop_params: true",
                 param=name,
                 code="unsupported_parameter",
             )

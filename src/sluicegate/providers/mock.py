@@ -6,13 +6,20 @@ error status on a share of calls, calls that never answer, and streams cut after
 It plugs into the gateway as a *transport*, so a mock call runs through exactly the same
 pipeline, translation and streaming code as a real OpenAI call. Failure injection is
 deterministic: with `fail_rate: 0.25` exactly every fourth call fails.
+
+It also serves `/embeddings` in OpenAI's wire format (floats or base64): each vector is a hashed
+bag of the input's words, L2-normalised, so equal inputs get equal vectors and inputs sharing
+words point in similar directions, which makes it usable for testing retrieval code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import math
 import re
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,6 +33,9 @@ from ..types import UpstreamRequest
 from ._openai_compat import OpenAICompatibleBase
 
 _PIECE = re.compile(r"\S+\s*|\s+")
+_WORD = re.compile(r"\w+")
+# text-embedding-3-small's size, so code written against OpenAI sees familiar vectors.
+DEFAULT_EMBEDDING_DIMENSIONS = 1536
 _JSON_HEADERS = {"content-type": "application/json"}
 _SSE_HEADERS = {"content-type": "text/event-stream"}
 
@@ -57,6 +67,48 @@ def reply_text(body: dict[str, Any], options: MockOptions) -> str:
             last_user = _text_of(message.get("content"))
             break
     return f"echo: {last_user}"
+
+
+def mock_embedding(item: str | list[int], dimensions: int) -> list[float]:
+    """A deterministic unit vector for one input: each word (or token id) adds ±1 at 4 hashed positions."""
+    if isinstance(item, str):
+        features = [word.lower() for word in _WORD.findall(item)] or [item]
+    else:
+        features = [f"#{token}" for token in item]
+    vector = [0.0] * dimensions
+    for feature in features:
+        digest = hashlib.blake2b(feature.encode(), digest_size=16).digest()
+        for (n,) in struct.iter_unpack("<I", digest):
+            vector[(n & 0x7FFFFFFF) % dimensions] += -1.0 if n >> 31 else 1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    if norm == 0.0:  # every feature cancelled out (possible with tiny `dimensions`)
+        vector[0], norm = 1.0, 1.0
+    # Rounded to float32, as OpenAI's vectors are, so the float and base64 forms decode identically.
+    packed = struct.pack(f"<{dimensions}f", *(x / norm for x in vector))
+    return list(struct.unpack(f"<{dimensions}f", packed))
+
+
+def embeddings_reply(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's `/v1/embeddings` reply for a (gateway-validated) request body."""
+    raw = body["input"]
+    inputs = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else raw
+    dimensions = body.get("dimensions") or DEFAULT_EMBEDDING_DIMENSIONS
+    as_base64 = body.get("encoding_format") == "base64"
+    data: list[dict[str, Any]] = []
+    tokens = 0
+    for index, item in enumerate(inputs):
+        vector = mock_embedding(item, dimensions)
+        tokens += max(1, math.ceil(len(item) / 4)) if isinstance(item, str) else len(item)
+        embedding: Any = vector
+        if as_base64:
+            embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model") or "mock",
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def _forced_tool(body: dict[str, Any]) -> str | None:
@@ -242,7 +294,7 @@ class MockTransport:
         if fate == "fail":
             status, headers, payload = behaviour.error_body()
             return _MockStream(status, headers, payload)
-        if body.get("stream"):
+        if body.get("stream") and not request.url.endswith("/embeddings"):
             return _MockStream(200, _SSE_HEADERS, chunks=behaviour.stream(body))
         latency_s = behaviour.options.latency_ms / 1000
         if latency_s > timeout_s:
@@ -250,6 +302,8 @@ class MockTransport:
             raise UpstreamTimeoutError(f"the provider did not finish within {timeout_s:g} s")
         if latency_s > 0:
             await asyncio.sleep(latency_s)
+        if request.url.endswith("/embeddings"):
+            return _MockStream(200, _JSON_HEADERS, orjson.dumps(embeddings_reply(body)))
         response, _, _ = behaviour.completion(body)
         return _MockStream(200, _JSON_HEADERS, orjson.dumps(response))
 
@@ -257,6 +311,8 @@ class MockTransport:
 class MockAdapter(OpenAICompatibleBase):
     provider = "mock"
     default_api_base = "mock://sluicegate"
+    # The mock is a chat model: `/v1/completions` reaches it translated to chat, like any chat-only provider.
+    legacy_completions = False
 
     def __init__(self, entry: Any) -> None:
         super().__init__(entry)

@@ -16,6 +16,11 @@ from time import perf_counter
 
 import orjson
 
+from ..api.anthropic.messages import count_tokens, messages
+from ..api.openai.responses import create_response, response_by_id
+from ..api.passthrough import PREFIX as PASSTHROUGH_PREFIX
+from ..api.passthrough import error_renderer as passthrough_error_renderer
+from ..api.passthrough import passthrough
 from ..auth.principal import extract_key
 from ..config import load_config
 from ..config.schema import Config
@@ -24,10 +29,13 @@ from ..errors import (
     MethodNotAllowedError,
     ModelNotFoundError,
     NotFoundError,
+    render_anthropic,
     render_openai,
 )
 from ..pipeline.chat import chat_completions
+from ..pipeline.completions import completions
 from ..pipeline.context import RequestContext
+from ..pipeline.embeddings import embeddings
 from ..upstream.client import HttpTransport
 from .http import JSON_CT, ClientDisconnected, Receive, Scope, Send, pick_headers, read_body, send_bytes
 from .runtime import Runtime
@@ -46,6 +54,14 @@ ErrorRenderer = Callable[[GatewayError], bytes]
 _MODEL_ROUTES: dict[str, tuple[bytes, Handler, ErrorRenderer]] = {
     "/v1/chat/completions": (b"POST", chat_completions, render_openai),
     "/chat/completions": (b"POST", chat_completions, render_openai),  # base URL configured without /v1
+    "/v1/responses": (b"POST", create_response, render_openai),
+    "/responses": (b"POST", create_response, render_openai),
+    "/v1/messages": (b"POST", messages, render_anthropic),
+    "/v1/messages/count_tokens": (b"POST", count_tokens, render_anthropic),
+    "/v1/embeddings": (b"POST", embeddings, render_openai),
+    "/embeddings": (b"POST", embeddings, render_openai),
+    "/v1/completions": (b"POST", completions, render_openai),
+    "/completions": (b"POST", completions, render_openai),
 }
 
 
@@ -93,6 +109,10 @@ class Gateway:
                 raw = await read_body(receive, rt.max_body_bytes, headers.get(b"content-length"))
                 await handler(rt, ctx, raw, receive, send)
                 return
+            if path.startswith(PASSTHROUGH_PREFIX):
+                renderer = passthrough_error_renderer(path)
+                await passthrough(self.runtime, ctx, scope, receive, send)
+                return
             await self._small_routes(scope, ctx, headers, send)
         except GatewayError as error:
             if ctx.response_started:
@@ -132,6 +152,10 @@ class Gateway:
                     raise ModelNotFoundError(f"the model '{model_id}' does not exist", param="model")
                 body = found
             await send_bytes(send, 200, body, [JSON_CT, (b"x-request-id", ctx.request_id)])
+            return
+        if path.startswith(("/v1/responses/", "/responses/")):  # GET/DELETE /v1/responses/{id}
+            ctx.principal = rt.authenticator.authenticate(_key(headers))
+            await response_by_id(rt, ctx, scope, send)
             return
         raise NotFoundError(f"no route for {method} {path}")
 

@@ -11,6 +11,8 @@ from collections import Counter
 
 import orjson
 
+from ..api.openai.responses_store import ResponseStore
+from ..api.passthrough import PassthroughRoutes
 from ..auth.principal import Authenticator
 from ..config.schema import Config
 from ..providers.registry import make_adapter
@@ -26,6 +28,9 @@ class Runtime:
         self.authenticator = Authenticator(config.master_key)
         self.max_body_bytes = config.server.max_body_bytes
         self.started_at = int(time.time())
+        # Stored /v1/responses turns. A config reload must hand the old Runtime's store on
+        # (`configure()` applies new limits), or every `previous_response_id` chain breaks.
+        self.responses = ResponseStore(config.responses.retention_s, config.responses.max_stored)
         grouped: dict[str, list[Deployment]] = {}
         # A label names the deployment within its group; "#n" only when a group holds twins.
         labels = Counter((e.name, f"{e.provider}/{e.upstream_model}") for e in config.models)
@@ -48,6 +53,7 @@ class Runtime:
                 )
             )
         self.groups = {name: ModelGroup(name, deps, config.router.strategy) for name, deps in grouped.items()}
+        self.passthrough = PassthroughRoutes(config, self.groups)
         # /v1/models answers are the same for every call: encode them once.
         self._model_objects = {
             name: {"id": name, "object": "model", "created": self.started_at, "owned_by": group.owned_by}

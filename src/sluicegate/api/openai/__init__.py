@@ -1,0 +1,1 @@
+"""OpenAI-dialect surfaces beyond Chat Completions: the Responses API (responses.py)."""
