@@ -298,9 +298,9 @@ def test_bad_passthrough_mapping_quotes_the_field(mapping: dict[str, str], messa
             Usage(34, 12, cached_tokens=4),
         ),
         (  # Cohere v2
-            {"usage": {"billed_units": {"input_tokens": 1, "output_tokens": 1},
+            {"usage": {"billed_units": {"input_tokens": 12, "output_tokens": 6},
                        "tokens": {"input_tokens": 20, "output_tokens": 6}, "cached_tokens": 3}},
-            Usage(20, 6, cached_tokens=3),
+            Usage(12, 6, cached_tokens=3),  # billed units, not the template-inflated `tokens`
         ),
         ({"done": True, "prompt_eval_count": 26, "eval_count": 290}, Usage(26, 290)),  # Ollama
         (  # Cohere's stream end

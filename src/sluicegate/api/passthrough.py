@@ -432,7 +432,8 @@ def _usage_object(raw: dict[str, Any]) -> Usage:
             cache_write_tokens=write,
         )
     if "tokens" in raw or "billed_units" in raw:  # Cohere v2
-        counts = _dict(raw.get("tokens")) or _dict(raw.get("billed_units"))
+        # billed_units first, as the cohere adapter does: `tokens` also counts Cohere's own prompt template.
+        counts = _dict(raw.get("billed_units")) or _dict(raw.get("tokens"))
         return Usage(
             prompt_tokens=_int(counts.get("input_tokens")),
             completion_tokens=_int(counts.get("output_tokens")),
