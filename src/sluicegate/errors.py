@@ -17,6 +17,8 @@ body each API's official SDK parses into its matching exception class.
     ├── RateLimitError                 429 rate_limit_error / rate_limit_exceeded   (retry-after)
     │   └── QuotaExceededError         429 insufficient_quota                       (x-should-retry: false)
     ├── ConfigError                    500 api_error / config_error  (also raised by `config check`)
+    ├── ConflictError                  409 invalid_request_error / conflict  (admin change refused)
+    ├── ShuttingDownError              503 api_error / shutting_down  (draining for shutdown)
     └── UpstreamError                  502 api_error / upstream_error               retryable
         ├── UpstreamStatusError        the provider's own 4xx/5xx, status and message kept
         ├── UpstreamConnectionError    502 api_error / upstream_connect_error       retryable
@@ -155,6 +157,21 @@ class QuotaExceededError(RateLimitError):
 
 class ConfigError(GatewayError):
     default_code = "config_error"
+
+
+class ConflictError(GatewayError):
+    """An admin change that would leave the gateway in a state it refuses (e.g. no deployment left)."""
+
+    status = 409
+    type = "invalid_request_error"
+    default_code = "conflict"
+
+
+class ShuttingDownError(GatewayError):
+    """The worker is draining for shutdown: new calls go elsewhere, calls past the drain deadline end."""
+
+    status = 503
+    default_code = "shutting_down"
 
 
 class UpstreamError(GatewayError):

@@ -69,6 +69,8 @@ class ChatRequest:
     # Whether the caller itself asked for `stream_options.include_usage`; the gateway asks the
     # provider for usage regardless (to price the call) and hides the extra chunk otherwise.
     include_usage: bool = False
+    # The caller's `sluicegate` body object (per-request controls, SPEC §6), taken out of `body`.
+    controls: Any = None
 
 
 @dataclass(slots=True)
@@ -113,6 +115,7 @@ class EmbeddingsRequest:
     inputs: list[Any]
     encoding_format: str = "float"
     dimensions: int | None = None
+    controls: Any = None  # the caller's `sluicegate` body object, taken out of `body`
 
 
 @dataclass(slots=True)

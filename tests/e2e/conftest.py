@@ -42,6 +42,7 @@ def gateway_config(openai_base: str, anthropic_base: str) -> str:
 master_key: {MASTER_KEY}
 router:
   ttft_timeout_s: 1.5
+  retries: 0  # these suites check one attempt; retries are tests/e2e/test_resilience.py's
 models:
   - name: gpt-fake
     provider: openai

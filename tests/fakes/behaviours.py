@@ -99,6 +99,19 @@ _WORD = re.compile(r"\S+")
 _PIECE = re.compile(r"\s*\S+")
 
 
+def text_of(content: Any) -> str:
+    """The text of a string content or of the ``text`` items of a content list (OpenAI parts,
+    Anthropic blocks, Cohere items), space-joined; anything else has none."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            item.get("text") for item in content if isinstance(item, dict) and item.get("type") == "text"
+        ]
+        return " ".join(text for text in texts if isinstance(text, str))
+    return ""
+
+
 def estimate_tokens(*texts: str) -> int:
     """Count whitespace-separated words: deterministic, so tests can predict usage."""
     return sum(len(_WORD.findall(text)) for text in texts)

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .behaviours import Behaviour, Outcome, estimate_tokens, split_fragments, split_text
+from .behaviours import Behaviour, Outcome, estimate_tokens, split_fragments, split_text, text_of
 from .server import ApiError, FakeProviderServer
 
 _BASE62 = string.ascii_letters + string.digits
@@ -91,18 +91,6 @@ def _tag_mismatch(where: str, tag: Any, expected: tuple[str, ...]) -> ApiError:
     return _invalid(
         f"{where}: Input tag '{tag}' found using 'type' does not match any of the expected tags: {tags}"
     )
-
-
-def _text_of(content: Any) -> str:
-    """The text of a string content or of the ``text`` blocks of a block list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [
-            block.get("text") for block in content if isinstance(block, dict) and block.get("type") == "text"
-        ]
-        return " ".join(text for text in texts if isinstance(text, str))
-    return ""
 
 
 def _random_id(prefix: str, length: int = 22) -> str:
@@ -451,17 +439,17 @@ class FakeAnthropic(FakeProviderServer):
 
     def default_text(self, body: dict[str, Any]) -> str:
         for message in reversed(body["messages"]):
-            if message["role"] == "user" and (text := _text_of(message["content"])):
+            if message["role"] == "user" and (text := text_of(message["content"])):
                 return "fake: " + text
         return "fake: "
 
     def prompt_words(self, body: dict[str, Any]) -> int:
-        texts = [_text_of(body.get("system"))]
+        texts = [text_of(body.get("system"))]
         for message in body["messages"]:
-            texts.append(_text_of(message["content"]))
+            texts.append(text_of(message["content"]))
             if isinstance(message["content"], list):
                 texts.extend(
-                    _text_of(block.get("content"))
+                    text_of(block.get("content"))
                     for block in message["content"]
                     if isinstance(block, dict) and block.get("type") == "tool_result"
                 )

@@ -126,29 +126,24 @@ class FakeAzure(FakeOpenAI):
 
     def _dated(self, handler: Handler) -> Handler:
         """An OpenAI route (embeddings, completions) on the dated surface: api-version checked first."""
-
-        async def dated(request: web.Request) -> web.StreamResponse:
-            try:
-                self._check_dated_version(request.query.get("api-version"))
-            except ApiError as error:
-                await self.record(request)
-                return self.api_error_response(error, self.new_request_id())
-            return await handler(request)
-
-        return dated
+        return self._versioned(handler, self._check_dated_version)
 
     def _v1(self, handler: Handler) -> Handler:
         """An OpenAI route on the v1 surface: no api-version, or `preview`."""
+        return self._versioned(handler, self._check_v1_version)
 
-        async def v1(request: web.Request) -> web.StreamResponse:
+    def _versioned(self, handler: Handler, check: Callable[[str | None], None]) -> Handler:
+        """`handler` behind `check` of the request's api-version (Azure's error when it fails)."""
+
+        async def versioned(request: web.Request) -> web.StreamResponse:
             try:
-                self._check_v1_version(request.query.get("api-version"))
+                check(request.query.get("api-version"))
             except ApiError as error:
                 await self.record(request)
                 return self.api_error_response(error, self.new_request_id())
             return await handler(request)
 
-        return v1
+        return versioned
 
     @staticmethod
     def _check_dated_version(version: str | None) -> None:

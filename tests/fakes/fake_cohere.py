@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .behaviours import Error, Outcome, estimate_tokens, split_fragments, split_text
+from .behaviours import Error, Outcome, estimate_tokens, split_fragments, split_text, text_of
 from .server import ApiError, FakeProviderServer
 
 _ALNUM = string.ascii_lowercase + string.digits
@@ -65,17 +65,6 @@ def _invalid(message: str, status: int = 400) -> ApiError:
     return ApiError(status, {"message": message})
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [
-            item.get("text") for item in content if isinstance(item, dict) and item.get("type") == "text"
-        ]
-        return " ".join(text for text in texts if isinstance(text, str))
-    return ""
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -114,14 +103,7 @@ class FakeCohere(FakeProviderServer):
             return self._error_response(error, request_id)
         behaviour = self.next_behaviour()
         if isinstance(behaviour, Error):
-            payload = (
-                behaviour.body
-                if behaviour.body is not None
-                else self.error_body(behaviour.status, request_id)
-            )
-            return self.json_response(
-                payload, status=behaviour.status, request_id=request_id, headers=behaviour.headers
-            )
+            return self.error_reply(behaviour, request_id)
         return self.json_response(self.embed_body(body, request_id), request_id=request_id)
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
@@ -385,12 +367,12 @@ class FakeCohere(FakeProviderServer):
 
     def default_text(self, body: dict[str, Any]) -> str:
         for message in reversed(body["messages"]):
-            if message["role"] == "user" and (text := _text_of(message.get("content"))):
+            if message["role"] == "user" and (text := text_of(message.get("content"))):
                 return "fake: " + text
         return "fake: "
 
     def prompt_words(self, body: dict[str, Any]) -> int:
-        return max(1, estimate_tokens(*(_text_of(message.get("content")) for message in body["messages"])))
+        return max(1, estimate_tokens(*(text_of(message.get("content")) for message in body["messages"])))
 
     @staticmethod
     def _usage(outcome: Outcome) -> dict[str, Any]:

@@ -30,8 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from .behaviours import Behaviour, Outcome, estimate_tokens, split_text
-from .google_oauth import GoogleOAuth, google_error
-from .server import ApiError, FakeProviderServer
+from .google_oauth import GoogleOAuth, GoogleOAuthServer, google_error
+from .server import ApiError
 
 _NOT_FOUND_HTML = "<!DOCTYPE html><html><body><p><b>404.</b> That's an error.</p></body></html>"
 
@@ -151,7 +151,7 @@ def _vector(text: str, dimensions: int) -> list[float]:
     return [round((digest[i % len(digest)] - 128) / 128, 6) for i in range(dimensions)]
 
 
-class FakeGemini(FakeProviderServer):
+class FakeGemini(GoogleOAuthServer):
     """Fake ``generativelanguage.googleapis.com`` and ``{location}-aiplatform.googleapis.com`` in one."""
 
     base_path = ""
@@ -167,19 +167,6 @@ class FakeGemini(FakeProviderServer):
         self.project = project
         self.oauth = GoogleOAuth(project_id=project)
 
-    @property
-    def token_uri(self) -> str:
-        return f"{self.base_url}/token"
-
-    @property
-    def credentials_json(self) -> str:
-        """A service-account JSON whose token_uri is this fake's token endpoint."""
-        return self.oauth.credentials_json(self.token_uri)
-
-    def reset(self) -> None:
-        super().reset()
-        self.oauth.reset()
-
     # ---------------------------------------------------------------------------- routes
 
     def routes(self) -> list[web.RouteDef]:
@@ -191,10 +178,6 @@ class FakeGemini(FakeProviderServer):
             ),
             web.route("*", "/{tail:.*}", self._not_found),
         ]
-
-    async def _token(self, request: web.Request) -> web.Response:
-        raw, _ = await self.record(request)
-        return await self.oauth.token_endpoint(request, raw)
 
     async def _not_found(self, request: web.Request) -> web.Response:
         await self.record(request)

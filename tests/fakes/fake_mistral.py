@@ -19,12 +19,11 @@ import json
 import re
 import secrets
 import string
-from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
-from .behaviours import Behaviour, Outcome, split_text
+from .behaviours import Outcome, split_text
 from .fake_openai import FakeOpenAI
 from .server import ApiError, unix_time
 
@@ -134,15 +133,7 @@ class FakeMistral(FakeOpenAI):
     """Fake ``https://api.mistral.ai/v1``."""
 
     base_path = "/v1"
-
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        default: Behaviour | None = None,
-        models: Sequence[str] = ("mistral-small-latest", "mistral-large-latest"),
-    ) -> None:
-        super().__init__(api_key=api_key, default=default, models=models)
+    default_models = ("mistral-small-latest", "mistral-large-latest")
 
     def routes(self) -> list[web.RouteDef]:
         return [

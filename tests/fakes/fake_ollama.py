@@ -115,14 +115,7 @@ class FakeOllama(FakeProviderServer):
             return self.api_error_response(error, request_id)
         behaviour = self.next_behaviour()
         if isinstance(behaviour, Error):
-            payload = (
-                behaviour.body
-                if behaviour.body is not None
-                else self.error_body(behaviour.status, request_id)
-            )
-            return self.json_response(
-                payload, status=behaviour.status, request_id=request_id, headers=behaviour.headers
-            )
+            return self.error_reply(behaviour, request_id)
         return self.json_response(self.embed_body(body, inputs), request_id=request_id)
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:

@@ -24,7 +24,16 @@ from typing import Any
 
 from aiohttp import web
 
-from .behaviours import Behaviour, Error, Outcome, Reply, estimate_tokens, split_fragments, split_text
+from .behaviours import (
+    Behaviour,
+    Error,
+    Outcome,
+    Reply,
+    estimate_tokens,
+    split_fragments,
+    split_text,
+    text_of,
+)
 from .server import ApiError, FakeProviderServer, unix_time
 
 _ALNUM = string.ascii_letters + string.digits
@@ -140,32 +149,22 @@ def _supported(values: Sequence[str]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + ", and " + quoted[-1]
 
 
-def _text_of(content: Any) -> str:
-    """The text of a string content or of the ``text`` parts of a content array."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [
-            part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"
-        ]
-        return " ".join(text for text in texts if isinstance(text, str))
-    return ""
-
-
 class FakeOpenAI(FakeProviderServer):
     """Fake ``https://api.openai.com/v1``; ``base_url`` ends in ``/v1`` like the SDK's."""
 
     base_path = "/v1"
+    #: The models ``/v1/models`` lists (and chat accepts) unless ``models`` is given.
+    default_models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o")
 
     def __init__(
         self,
         *,
         api_key: str | None = None,
         default: Behaviour | None = None,
-        models: Sequence[str] = ("gpt-4o-mini", "gpt-4o"),
+        models: Sequence[str] | None = None,
     ) -> None:
         super().__init__(api_key=api_key, default=default)
-        self.models = tuple(models)
+        self.models = tuple(models) if models is not None else self.default_models
 
     # ---------------------------------------------------------------------------- routes
 
@@ -437,12 +436,12 @@ class FakeOpenAI(FakeProviderServer):
 
     def default_text(self, body: dict[str, Any]) -> str:
         for message in reversed(body["messages"]):
-            if message["role"] == "user" and (text := _text_of(message.get("content"))):
+            if message["role"] == "user" and (text := text_of(message.get("content"))):
                 return "fake: " + text
         return "fake: "
 
     def prompt_words(self, body: dict[str, Any]) -> int:
-        return max(1, estimate_tokens(*(_text_of(message.get("content")) for message in body["messages"])))
+        return max(1, estimate_tokens(*(text_of(message.get("content")) for message in body["messages"])))
 
     @staticmethod
     def _usage(outcome: Outcome) -> dict[str, Any]:
@@ -569,14 +568,7 @@ class FakeOpenAI(FakeProviderServer):
             return self.api_error_response(error, request_id)
         behaviour = self.next_behaviour()
         if isinstance(behaviour, Error):
-            payload = (
-                behaviour.body
-                if behaviour.body is not None
-                else self.error_body(behaviour.status, request_id)
-            )
-            return self.json_response(
-                payload, status=behaviour.status, request_id=request_id, headers=behaviour.headers
-            )
+            return self.error_reply(behaviour, request_id)
         return self.json_response(self.embeddings_body(body, inputs), request_id=request_id)
 
     def _validate_embeddings(self, body: Any) -> list[Any]:
@@ -671,14 +663,7 @@ class FakeOpenAI(FakeProviderServer):
             return self.api_error_response(error, request_id)
         behaviour = self.next_behaviour()
         if isinstance(behaviour, Error):
-            payload = (
-                behaviour.body
-                if behaviour.body is not None
-                else self.error_body(behaviour.status, request_id)
-            )
-            return self.json_response(
-                payload, status=behaviour.status, request_id=request_id, headers=behaviour.headers
-            )
+            return self.error_reply(behaviour, request_id)
         reply = behaviour if isinstance(behaviour, Reply) else Reply()
         choices, usage = self._text_choices(body, prompts, reply)
         envelope = {

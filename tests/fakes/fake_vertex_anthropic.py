@@ -17,7 +17,7 @@ from aiohttp import web
 
 from .behaviours import Behaviour
 from .fake_anthropic import FakeAnthropic, _invalid
-from .google_oauth import GoogleOAuth, google_error
+from .google_oauth import GoogleOAuth, GoogleOAuthServer, google_error
 from .server import ApiError
 
 VERTEX_VERSION = "vertex-2023-10-16"
@@ -36,26 +36,13 @@ _PLATFORM_ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
-class FakeVertexAnthropic(FakeAnthropic):
+class FakeVertexAnthropic(GoogleOAuthServer, FakeAnthropic):
     """Fake ``{location}-aiplatform.googleapis.com`` for ``publishers/anthropic`` models."""
 
     def __init__(self, *, default: Behaviour | None = None, project: str = "fake-project") -> None:
         super().__init__(default=default)
         self.project = project
         self.oauth = GoogleOAuth(project_id=project)
-
-    @property
-    def token_uri(self) -> str:
-        return f"{self.base_url}/token"
-
-    @property
-    def credentials_json(self) -> str:
-        """A service-account JSON whose token_uri is this fake's token endpoint."""
-        return self.oauth.credentials_json(self.token_uri)
-
-    def reset(self) -> None:
-        super().reset()
-        self.oauth.reset()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -66,10 +53,6 @@ class FakeVertexAnthropic(FakeAnthropic):
             ),
             web.route("*", "/{tail:.*}", self._vertex_not_found),
         ]
-
-    async def _token(self, request: web.Request) -> web.Response:
-        raw, _ = await self.record(request)
-        return await self.oauth.token_endpoint(request, raw)
 
     async def _vertex_not_found(self, request: web.Request) -> web.Response:
         await self.record(request)

@@ -6,6 +6,8 @@ does: it checks the grant type, the RS256 signature against the account's public
 ``iss``/``aud``/``scope``/``iat``/``exp`` claims, answering ``{"access_token", "expires_in",
 "token_type"}`` or an OAuth error body (``{"error": "invalid_grant", "error_description": ...}``).
 ``authorize`` checks a Vertex request's bearer token against the tokens it issued.
+``GoogleOAuthServer`` is the base the Vertex fakes share: the token endpoint at ``POST /token``
+beside the API, and the service-account JSON that points at it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .server import ApiError
+from .server import ApiError, FakeProviderServer
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -203,3 +205,27 @@ class GoogleOAuth:
             valid = any(t.token == token.strip() and t.expires_at > now for t in self.issued)
         if not valid:
             raise google_error(401, UNAUTHENTICATED, "UNAUTHENTICATED")
+
+
+class GoogleOAuthServer(FakeProviderServer):
+    """A fake Google API with its own token endpoint: subclasses set ``oauth`` and route ``/token`` to
+    ``_token``; ``reset()`` also forgets the endpoint's scripted failures and recorded assertions."""
+
+    oauth: GoogleOAuth
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.base_url}/token"
+
+    @property
+    def credentials_json(self) -> str:
+        """A service-account JSON whose token_uri is this fake's token endpoint."""
+        return self.oauth.credentials_json(self.token_uri)
+
+    def reset(self) -> None:
+        super().reset()
+        self.oauth.reset()
+
+    async def _token(self, request: web.Request) -> web.Response:
+        raw, _ = await self.record(request)
+        return await self.oauth.token_endpoint(request, raw)

@@ -246,6 +246,15 @@ class FakeProviderServer(ABC):
             error.body, status=error.status, request_id=request_id, headers=error.headers
         )
 
+    def error_reply(self, behaviour: Error, request_id: str) -> web.Response:
+        """The answer to a scripted ``Error``: its body, else the provider's own for its status."""
+        payload = (
+            behaviour.body if behaviour.body is not None else self.error_body(behaviour.status, request_id)
+        )
+        return self.json_response(
+            payload, status=behaviour.status, request_id=request_id, headers=behaviour.headers
+        )
+
     def outcome(self, body: dict[str, Any], behaviour: Reply | ToolCalls) -> Outcome:
         """Resolve defaults (text, token estimates) of a successful turn against the request."""
         prompt = self.prompt_words(body)
@@ -289,14 +298,7 @@ class FakeProviderServer(ABC):
             cut_after, behaviour = max(0, behaviour.after_events), behaviour.then or Reply()
 
         if isinstance(behaviour, Error):
-            payload = (
-                behaviour.body
-                if behaviour.body is not None
-                else self.error_body(behaviour.status, request_id)
-            )
-            return self.json_response(
-                payload, status=behaviour.status, request_id=request_id, headers=behaviour.headers
-            )
+            return self.error_reply(behaviour, request_id)
 
         outcome = self.outcome(body, behaviour)
         if self.wants_stream(request, body):

@@ -36,7 +36,8 @@ def conformance_gateway(
     entries = "\n".join(
         f"  - name: {gateway_model(case)}\n    {case.model_yaml(fakes[case.id])}" for case in CASES
     )
-    config = f"master_key: {MASTER_KEY}\nrouter:\n  ttft_timeout_s: 5\nmodels:\n{entries}\n"
+    # One attempt per call: these suites check translation (retries: tests/e2e/test_resilience.py).
+    config = f"master_key: {MASTER_KEY}\nrouter:\n  ttft_timeout_s: 5\n  retries: 0\nmodels:\n{entries}\n"
     tmp: Path = tmp_path_factory.mktemp("conformance")
     with run_gateway(tmp, config) as gw:
         yield gw

@@ -13,7 +13,6 @@ import orjson
 import pytest
 
 from sluicegate.config.loader import parse_config
-from sluicegate.config.schema import ModelEntry
 from sluicegate.errors import ConfigError, UpstreamStatusError
 from sluicegate.providers.azure import DEFAULT_API_VERSION, AzureAdapter
 from sluicegate.types import ChatRequest, UpstreamReply
@@ -22,38 +21,26 @@ from tests.fakes import Error, Reply
 from tests.fakes.fake_azure import PROMPT_FILTERS, FakeAzure, content_filter_error
 from tests.fakes.server import FakeProviderServer
 
+from ._helpers import adapter_factory, feed_stream, sent_body
+
 RESOURCE = "https://contoso.openai.azure.com"
 USER = [{"role": "user", "content": "hi"}]
 
 
-def azure(**fields: Any) -> AzureAdapter:
-    values: dict[str, Any] = {
-        "name": "gpt",
-        "provider": "azure",
-        "model": "my-deployment",
-        "api_base": RESOURCE,
-        "api_key": "azure-key",
-    }
-    values.update(fields)
-    return AzureAdapter(ModelEntry(**values))
+azure = adapter_factory(
+    AzureAdapter, name="gpt", provider="azure", model="my-deployment", api_base=RESOURCE, api_key="azure-key"
+)
 
 
 def sent(adapter: AzureAdapter, body: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
-    result: dict[str, Any] = orjson.loads(
-        adapter.build_request(ChatRequest(body=body, model="gpt", stream=stream)).body
-    )
-    return result
+    return sent_body(adapter, ChatRequest(body=body, model="gpt", stream=stream))
 
 
 def run_stream(adapter: AzureAdapter, raw: bytes, *, include_usage: bool = False) -> tuple[Any, list[bytes]]:
     translator = adapter.stream_translator(
         ChatRequest(body={}, model="gpt", stream=True, include_usage=include_usage)
     )
-    frames: list[bytes] = []
-    for event in SSEDecoder().feed(raw):
-        frames.extend(translator.feed(event))
-    frames.extend(translator.finish())
-    return translator, frames
+    return translator, feed_stream(translator, SSEDecoder(), raw, finish=True)
 
 
 # ------------------------------------------------------------------------------------------ URLs

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -14,15 +13,16 @@ import yarl
 from sluicegate.config.loader import parse_config
 from sluicegate.config.schema import ModelEntry
 from sluicegate.errors import ConfigError, InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
-from sluicegate.providers.base import CHAT, DONE_FRAME, EMBEDDINGS, JSON_SCHEMA, STREAM, TOOLS, VISION
+from sluicegate.providers.base import CHAT, EMBEDDINGS, JSON_SCHEMA, STREAM, TOOLS, VISION
 from sluicegate.providers.bedrock import BedrockAdapter, BedrockStream, tool_use_id
-from sluicegate.types import ChatRequest, UpstreamReply, UpstreamRequest
+from sluicegate.types import ChatRequest, UpstreamRequest
 from sluicegate.upstream import sigv4
 from sluicegate.upstream.eventstream import EventStreamDecoder
 from sluicegate.upstream.sse import SSEEvent
 from tests.fakes import aws_eventstream as es
 
-FIXTURES = Path(__file__).parent / "fixtures" / "bedrock"
+from ._helpers import chat_request, decode_frames, feed_stream, load_fixture, reply, sent_body
+
 HELLO = [{"role": "user", "content": "Hello"}]
 HELLO_SENT = [{"role": "user", "content": [{"text": "Hello"}]}]
 PROFILE = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
@@ -50,7 +50,7 @@ def no_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def load(name: str) -> Any:
-    return orjson.loads((FIXTURES / name).read_bytes())
+    return load_fixture("bedrock", name)
 
 
 def make_entry(**fields: Any) -> ModelEntry:
@@ -69,23 +69,12 @@ def make_adapter(**fields: Any) -> BedrockAdapter:
 
 
 def chat(body: dict[str, Any], *, include_usage: bool = False) -> ChatRequest:
-    return ChatRequest(
-        body=body,
-        model=body.get("model", "claude-bedrock"),
-        stream=bool(body.get("stream")),
-        include_usage=include_usage,
-    )
+    return chat_request(body, "claude-bedrock", include_usage=include_usage)
 
 
 def sent(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """The JSON body the adapter would send to Bedrock for this OpenAI body."""
-    result: dict[str, Any] = orjson.loads(make_adapter(**fields).build_request(chat(body)).body)
-    return result
-
-
-def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> UpstreamReply:
-    raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return UpstreamReply(status=status, headers=headers or {}, body=raw)
+    return sent_body(make_adapter(**fields), chat(body))
 
 
 def encode_frames(frames: list[list[Any]]) -> bytes:
@@ -99,32 +88,7 @@ def run_stream(
     body = request or {"messages": HELLO, "stream": True}
     translator = make_adapter().stream_translator(chat(body, include_usage=include_usage))
     assert isinstance(translator, BedrockStream)
-    decoder = EventStreamDecoder()
-    frames: list[bytes] = []
-    for start in range(0, len(raw), 29):
-        for event in decoder.feed(raw[start : start + 29]):
-            frames.extend(translator.feed(event))
-    for event in decoder.close():
-        frames.extend(translator.feed(event))
-    frames.extend(translator.finish())
-    return translator, frames
-
-
-def decode_frames(frames: list[bytes]) -> list[Any]:
-    """SSE frames -> chunk dicts (one shared `id` and `created` checked, then removed) or "[DONE]"."""
-    out: list[Any] = []
-    seen: set[tuple[str, int]] = set()
-    for frame in frames:
-        assert frame.startswith(b"data: ") and frame.endswith(b"\n\n") and b"\n" not in frame[:-2]
-        if frame == DONE_FRAME:
-            out.append("[DONE]")
-            continue
-        chunk = orjson.loads(frame[6:])
-        seen.add((chunk.pop("id"), chunk.pop("created")))
-        out.append(chunk)
-    assert len(seen) <= 1
-    assert all(chunk_id.startswith("chatcmpl-") for chunk_id, _ in seen)
-    return out
+    return translator, feed_stream(translator, EventStreamDecoder(), raw, read=29, finish=True)
 
 
 # --- endpoint, URL encoding, headers -----------------------------------------------------------
@@ -650,7 +614,7 @@ def test_text_stream_with_usage_after_message_stop() -> None:
     """Text deltas become content chunks; reasoning is dropped; usage from `metadata` is the last chunk."""
     case = load("stream_text.json")
     translator, frames = run_stream(encode_frames(case["frames"]), include_usage=True)
-    assert decode_frames(frames) == case["expected"]
+    assert decode_frames(frames, minted_id=True) == case["expected"]
     assert translator.usage is not None
     assert (translator.usage.prompt_tokens, translator.usage.cached_tokens) == (120, 100)
 
@@ -659,7 +623,7 @@ def test_tool_stream_mints_openai_indexes_in_order_of_appearance() -> None:
     """toolUse blocks become tool_calls with indexes 0, 1 (not the block index); input fragments follow."""
     case = load("stream_tools.json")
     _, frames = run_stream(encode_frames(case["frames"]))
-    assert decode_frames(frames) == case["expected"]
+    assert decode_frames(frames, minted_id=True) == case["expected"]
 
 
 def test_forced_json_tool_streams_as_content() -> None:
@@ -676,7 +640,7 @@ def test_forced_json_tool_streams_as_content() -> None:
         ["metadata", {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}}],
     ]
     body = {"messages": HELLO, "stream": True, "response_format": {"type": "json_object"}}
-    chunks = decode_frames(run_stream(encode_frames(frames), body)[1])
+    chunks = decode_frames(run_stream(encode_frames(frames), body)[1], minted_id=True)
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1]) == '{"a": 1}'
     assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]][-1] == "stop"
     assert all("tool_calls" not in c["choices"][0]["delta"] for c in chunks[:-1])
@@ -689,7 +653,7 @@ def test_stream_ending_after_message_stop_without_metadata_still_closes() -> Non
         ["contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hi"}}],
         ["messageStop", {"stopReason": "max_tokens"}],
     ]
-    chunks = decode_frames(run_stream(encode_frames(frames))[1])
+    chunks = decode_frames(run_stream(encode_frames(frames))[1], minted_id=True)
     assert chunks[-1] == "[DONE]"
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
 

@@ -8,64 +8,55 @@ from __future__ import annotations
 
 import copy
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import orjson
 import pytest
 
-from sluicegate.config.schema import ModelEntry
 from sluicegate.errors import InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
-from sluicegate.providers.base import DONE_FRAME, EMBEDDINGS, StreamTranslator
+from sluicegate.providers.base import EMBEDDINGS, StreamTranslator
 from sluicegate.providers.cohere import CohereAdapter
-from sluicegate.types import ChatRequest, EmbeddingsRequest, UpstreamReply, UpstreamRequest
+from sluicegate.types import ChatRequest, EmbeddingsRequest, UpstreamRequest
 from sluicegate.upstream.sse import SSEDecoder, SSEEvent
 from tests.fakes import Error, Reply, ToolCalls
 from tests.fakes.fake_cohere import DEFAULT_EMBED_DIMENSIONS, TEMPLATE_TOKENS, FakeCohere
 from tests.fakes.server import FakeProviderServer
 
-FIXTURES = Path(__file__).parent / "fixtures" / "cohere"
+from ._helpers import (
+    adapter_factory,
+    chat_request,
+    decode_frames,
+    embeddings_request,
+    event,
+    feed_stream,
+    fixture_bytes,
+    load_fixture,
+    post,
+    reply,
+    sent_body,
+)
+
 HELLO = [{"role": "user", "content": "Hello"}]
 KEY = "co-test-key"
 
+make_adapter = adapter_factory(
+    CohereAdapter, name="command", provider="cohere", model="command-a-03-2025", api_key=KEY
+)
+
 
 def load(name: str) -> Any:
-    return orjson.loads((FIXTURES / name).read_bytes())
-
-
-def make_adapter(**entry: Any) -> CohereAdapter:
-    fields: dict[str, Any] = {
-        "name": "command",
-        "provider": "cohere",
-        "model": "command-a-03-2025",
-        "api_key": KEY,
-    }
-    fields.update(entry)
-    return CohereAdapter(ModelEntry(**fields))
+    return load_fixture("cohere", name)
 
 
 def chat(body: dict[str, Any], *, include_usage: bool = False) -> ChatRequest:
-    return ChatRequest(
-        body=body,
-        model=body.get("model", "command"),
-        stream=bool(body.get("stream")),
-        include_usage=include_usage,
-    )
+    return chat_request(body, "command", include_usage=include_usage)
 
 
 def sent(body: dict[str, Any], **entry: Any) -> dict[str, Any]:
     """The JSON body the adapter would send to Cohere for this OpenAI body."""
-    result: dict[str, Any] = orjson.loads(make_adapter(**entry).build_request(chat(body)).body)
-    return result
-
-
-def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> UpstreamReply:
-    raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return UpstreamReply(status=status, headers=headers or {}, body=raw)
+    return sent_body(make_adapter(**entry), chat(body))
 
 
 def parsed(body: Any) -> dict[str, Any]:
@@ -80,35 +71,7 @@ def run_stream(name: str, *, include_usage: bool = False) -> tuple[StreamTransla
     translator = make_adapter().stream_translator(
         chat({"messages": HELLO, "stream": True}, include_usage=include_usage)
     )
-    decoder = SSEDecoder()
-    raw = (FIXTURES / name).read_bytes()
-    frames: list[bytes] = []
-    for start in range(0, len(raw), 29):
-        for event in decoder.feed(raw[start : start + 29]):
-            frames.extend(translator.feed(event))
-    for event in decoder.close():
-        frames.extend(translator.feed(event))
-    return translator, frames
-
-
-def decode_frames(frames: list[bytes]) -> list[Any]:
-    """SSE frames -> chunk dicts (`created` checked then removed) or the string "[DONE]"."""
-    out: list[Any] = []
-    created: set[int] = set()
-    for frame in frames:
-        assert frame.startswith(b"data: ") and frame.endswith(b"\n\n") and b"\n" not in frame[:-2]
-        if frame == DONE_FRAME:
-            out.append("[DONE]")
-            continue
-        chunk = orjson.loads(frame[6:])
-        created.add(chunk.pop("created"))
-        out.append(chunk)
-    assert len(created) <= 1
-    return out
-
-
-def event(payload: dict[str, Any]) -> SSEEvent:
-    return SSEEvent(str(payload.get("type", "message")), orjson.dumps(payload))
+    return translator, feed_stream(translator, SSEDecoder(), fixture_bytes("cohere", name), read=29)
 
 
 # --- the upstream request ---------------------------------------------------------------------
@@ -462,8 +425,7 @@ def test_error_with_data_field_uses_it() -> None:
 
 
 def embed_request(body: dict[str, Any]) -> EmbeddingsRequest:
-    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-    return EmbeddingsRequest(body=body, model="command", inputs=inputs, dimensions=body.get("dimensions"))
+    return embeddings_request(body, "command")
 
 
 def test_embeddings_request_asks_for_float_document_embeddings() -> None:
@@ -511,17 +473,6 @@ def test_embeddings_reply_gives_float_vectors_and_billed_usage() -> None:
 def fake() -> Iterator[FakeCohere]:
     with FakeCohere(api_key=KEY) as server:
         yield server
-
-
-def post(upstream: UpstreamRequest) -> UpstreamReply:
-    request = urllib.request.Request(
-        upstream.url, data=upstream.body, headers=upstream.headers, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return UpstreamReply(response.status, dict(response.headers), response.read())
-    except urllib.error.HTTPError as error:
-        return UpstreamReply(error.code, dict(error.headers), error.read())
 
 
 def test_fake_accepts_the_adapters_translation_of_a_full_conversation(fake: FakeCohere) -> None:

@@ -3,57 +3,49 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from sluicegate.config.schema import ModelEntry
 from sluicegate.errors import InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
 from sluicegate.providers.base import DONE_FRAME, EMBEDDINGS, StreamTranslator
 from sluicegate.providers.gemini import GeminiAdapter, gemini_schema
-from sluicegate.types import ChatRequest, EmbeddingsRequest, UpstreamReply
+from sluicegate.types import ChatRequest, EmbeddingsRequest
 from sluicegate.upstream.sse import SSEDecoder, SSEEvent
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
+from ._helpers import (
+    adapter_factory,
+    chat_request,
+    decode_frames,
+    event,
+    feed_stream,
+    fixture_dir,
+    load_fixture,
+    reply,
+    sent_body,
+)
+
+FIXTURES = fixture_dir("gemini")
 HELLO = [{"role": "user", "content": "Hello"}]
 MINTED = "<minted>"
 
+make_adapter = adapter_factory(
+    GeminiAdapter, name="gemini", provider="gemini", model="gemini-2.5-flash", api_key="AIza-test"
+)
+
 
 def load(name: str) -> Any:
-    return orjson.loads((FIXTURES / name).read_bytes())
-
-
-def make_adapter(**entry: Any) -> GeminiAdapter:
-    fields: dict[str, Any] = {
-        "name": "gemini",
-        "provider": "gemini",
-        "model": "gemini-2.5-flash",
-        "api_key": "AIza-test",
-    }
-    fields.update(entry)
-    return GeminiAdapter(ModelEntry(**fields))
+    return load_fixture("gemini", name)
 
 
 def chat(body: dict[str, Any], *, include_usage: bool = False) -> ChatRequest:
-    return ChatRequest(
-        body=body,
-        model=body.get("model", "gemini"),
-        stream=bool(body.get("stream")),
-        include_usage=include_usage,
-    )
+    return chat_request(body, "gemini", include_usage=include_usage)
 
 
 def sent(body: dict[str, Any], **entry: Any) -> dict[str, Any]:
     """The JSON body the adapter would send to Gemini for this OpenAI body."""
-    result: dict[str, Any] = orjson.loads(make_adapter(**entry).build_request(chat(body)).body)
-    return result
-
-
-def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> UpstreamReply:
-    raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return UpstreamReply(status=status, headers=headers or {}, body=raw)
+    return sent_body(make_adapter(**entry), chat(body))
 
 
 def parsed(body: Any) -> dict[str, Any]:
@@ -80,35 +72,7 @@ def run_stream(name: str, *, include_usage: bool = False) -> tuple[StreamTransla
     translator = make_adapter().stream_translator(
         chat({"messages": HELLO, "stream": True}, include_usage=include_usage)
     )
-    decoder = SSEDecoder()
-    raw = (FIXTURES / name).read_bytes()
-    frames: list[bytes] = []
-    for start in range(0, len(raw), 29):
-        for event in decoder.feed(raw[start : start + 29]):
-            frames.extend(translator.feed(event))
-    for event in decoder.close():
-        frames.extend(translator.feed(event))
-    return translator, frames
-
-
-def decode_frames(frames: list[bytes]) -> list[Any]:
-    """SSE frames -> chunk dicts (`created` checked then removed) or the string "[DONE]"."""
-    out: list[Any] = []
-    created: set[int] = set()
-    for frame in frames:
-        assert frame.startswith(b"data: ") and frame.endswith(b"\n\n") and b"\n" not in frame[:-2]
-        if frame == DONE_FRAME:
-            out.append("[DONE]")
-            continue
-        chunk = orjson.loads(frame[6:])
-        created.add(chunk.pop("created"))
-        out.append(chunk)
-    assert len(created) <= 1
-    return out
-
-
-def event(payload: dict[str, Any]) -> SSEEvent:
-    return SSEEvent("message", orjson.dumps(payload))
+    return translator, feed_stream(translator, SSEDecoder(), (FIXTURES / name).read_bytes(), read=29)
 
 
 # --- the upstream request ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ import anthropic
 import pytest
 
 from tests.conftest import MASTER_KEY, GatewayProcess
-from tests.fakes import Error, Reply, ToolCalls
+from tests.fakes import Reply, ToolCalls
 from tests.fakes.server import FakeProviderServer
 
 from .cases import ProviderCase
@@ -170,12 +170,7 @@ def test_provider_errors_reach_the_sdk_as_their_class(
     claude: anthropic.Anthropic, case: ProviderCase, fakes: dict[str, FakeProviderServer], status: int
 ) -> None:
     """A provider 429 is RateLimitError keeping retry-after; a provider 500 is InternalServerError (502)."""
-    if status not in case.error_statuses:
-        pytest.skip(f"{case.id} does not answer {status}")
-    kwargs = case.error_kwargs(status)
-    if status == 429:
-        kwargs = {**kwargs, "headers": {**kwargs.get("headers", {}), "retry-after": "7"}}
-    fakes[case.id].enqueue(Error(status, **kwargs))
+    fakes[case.id].enqueue(case.error_or_skip(status, retry_after="7" if status == 429 else None))
     with pytest.raises(SDK_ERRORS[status]) as caught:
         claude.messages.create(model=model(case), max_tokens=100, messages=USER)
     assert caught.value.status_code == (status if status < 500 else 502)

@@ -14,7 +14,6 @@ import openai
 import orjson
 import pytest
 
-from sluicegate.config.schema import ModelEntry
 from sluicegate.errors import InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
 from sluicegate.providers.base import EMBEDDINGS
 from sluicegate.providers.mistral import MistralAdapter, ToolCallIds, translate_messages
@@ -24,25 +23,19 @@ from tests.fakes import Reply, ToolCalls
 from tests.fakes.fake_mistral import FakeMistral
 from tests.fakes.server import FakeProviderServer
 
+from ._helpers import adapter_factory, feed_stream, sent_body
+
 USER = [{"role": "user", "content": "hi"}]
 VALID_ID = re.compile(r"[A-Za-z0-9]{9}")
 
 
-def mistral(**fields: Any) -> MistralAdapter:
-    values: dict[str, Any] = {
-        "name": "m",
-        "provider": "mistral",
-        "model": "mistral-small-latest",
-        "api_key": "k",
-    }
-    values.update(fields)
-    return MistralAdapter(ModelEntry(**values))
+mistral = adapter_factory(
+    MistralAdapter, name="m", provider="mistral", model="mistral-small-latest", api_key="k"
+)
 
 
 def sent(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    request = ChatRequest(body=body, model="m", stream=bool(body.get("stream")))
-    result: dict[str, Any] = orjson.loads(mistral(**fields).build_request(request).body)
-    return result
+    return sent_body(mistral(**fields), ChatRequest(body=body, model="m", stream=bool(body.get("stream"))))
 
 
 def history(first_id: str, second_id: str | None = None) -> list[dict[str, Any]]:
@@ -62,11 +55,7 @@ def run_stream(raw: bytes, *, include_usage: bool = False) -> tuple[Any, list[by
     translator = mistral().stream_translator(
         ChatRequest(body={}, model="m", stream=True, include_usage=include_usage)
     )
-    frames: list[bytes] = []
-    for event in SSEDecoder().feed(raw):
-        frames.extend(translator.feed(event))
-    frames.extend(translator.finish())
-    return translator, frames
+    return translator, feed_stream(translator, SSEDecoder(), raw, finish=True)
 
 
 def payloads(frames: list[bytes]) -> list[Any]:

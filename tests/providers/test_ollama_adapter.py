@@ -8,59 +8,52 @@ from __future__ import annotations
 
 import copy
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import orjson
 import pytest
 
-from sluicegate.config.schema import ModelEntry
 from sluicegate.errors import InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
-from sluicegate.providers.base import DONE_FRAME, EMBEDDINGS, StreamTranslator
+from sluicegate.providers.base import EMBEDDINGS, StreamTranslator
 from sluicegate.providers.ollama import OllamaAdapter
-from sluicegate.types import ChatRequest, EmbeddingsRequest, UpstreamReply, UpstreamRequest
+from sluicegate.types import ChatRequest, EmbeddingsRequest, UpstreamRequest
 from sluicegate.upstream.ndjson import NDJSONDecoder
-from sluicegate.upstream.sse import SSEEvent
 from tests.fakes import Error, Reply, ToolCalls
 from tests.fakes.fake_ollama import DEFAULT_EMBED_DIMENSIONS, FakeOllama
 from tests.fakes.server import FakeProviderServer
 
-FIXTURES = Path(__file__).parent / "fixtures" / "ollama"
+from ._helpers import (
+    adapter_factory,
+    chat_request,
+    decode_frames,
+    embeddings_request,
+    feed_stream,
+    fixture_bytes,
+    load_fixture,
+    post,
+    reply,
+    sent_body,
+)
+from ._helpers import event as line
+
 HELLO = [{"role": "user", "content": "Hello"}]
+
+make_adapter = adapter_factory(OllamaAdapter, name="llama", provider="ollama", model="llama3.2")
 
 
 def load(name: str) -> Any:
-    return orjson.loads((FIXTURES / name).read_bytes())
-
-
-def make_adapter(**entry: Any) -> OllamaAdapter:
-    fields: dict[str, Any] = {"name": "llama", "provider": "ollama", "model": "llama3.2"}
-    fields.update(entry)
-    return OllamaAdapter(ModelEntry(**fields))
+    return load_fixture("ollama", name)
 
 
 def chat(body: dict[str, Any], *, include_usage: bool = False) -> ChatRequest:
-    return ChatRequest(
-        body=body,
-        model=body.get("model", "llama"),
-        stream=bool(body.get("stream")),
-        include_usage=include_usage,
-    )
+    return chat_request(body, "llama", include_usage=include_usage)
 
 
 def sent(body: dict[str, Any], **entry: Any) -> dict[str, Any]:
     """The JSON body the adapter would send to Ollama for this OpenAI body."""
-    result: dict[str, Any] = orjson.loads(make_adapter(**entry).build_request(chat(body)).body)
-    return result
-
-
-def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> UpstreamReply:
-    raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return UpstreamReply(status=status, headers=headers or {}, body=raw)
+    return sent_body(make_adapter(**entry), chat(body))
 
 
 def run_stream(
@@ -71,35 +64,8 @@ def run_stream(
     translator = adapter.stream_translator(
         chat({"messages": HELLO, "stream": True}, include_usage=include_usage)
     )
-    decoder = adapter.stream_decoder()
-    raw = (FIXTURES / name).read_bytes()
-    frames: list[bytes] = []
-    for start in range(0, len(raw), read):
-        for event in decoder.feed(raw[start : start + read]):
-            frames.extend(translator.feed(event))
-    for event in decoder.close():
-        frames.extend(translator.feed(event))
-    return translator, frames
-
-
-def decode_frames(frames: list[bytes]) -> list[Any]:
-    """SSE frames -> chunk dicts (one shared `id` and `created` checked, then removed) or "[DONE]"."""
-    out: list[Any] = []
-    seen: set[tuple[str, int]] = set()
-    for frame in frames:
-        assert frame.startswith(b"data: ") and frame.endswith(b"\n\n") and b"\n" not in frame[:-2]
-        if frame == DONE_FRAME:
-            out.append("[DONE]")
-            continue
-        chunk = orjson.loads(frame[6:])
-        seen.add((chunk.pop("id"), chunk.pop("created")))
-        out.append(chunk)
-    assert len(seen) <= 1 and all(chunk_id.startswith("chatcmpl-") for chunk_id, _ in seen)
-    return out
-
-
-def line(payload: dict[str, Any]) -> SSEEvent:
-    return SSEEvent("message", orjson.dumps(payload))
+    raw = fixture_bytes("ollama", name)
+    return translator, feed_stream(translator, adapter.stream_decoder(), raw, read=read)
 
 
 # --- NDJSON framing -----------------------------------------------------------------------------
@@ -311,7 +277,7 @@ def test_reply_that_is_not_a_chat_response_is_a_protocol_error() -> None:
 def test_text_stream_becomes_chunks_with_usage_when_asked(read: int) -> None:
     """NDJSON lines (thinking dropped) become content chunks; the done line the finish, usage and [DONE]."""
     translator, frames = run_stream("stream_text.ndjson", include_usage=True, read=read)
-    assert decode_frames(frames) == load("stream_text.expected.json")
+    assert decode_frames(frames, minted_id=True) == load("stream_text.expected.json")
     assert translator.finished
     assert translator.usage is not None and (
         translator.usage.prompt_tokens,
@@ -325,7 +291,7 @@ def test_text_stream_becomes_chunks_with_usage_when_asked(read: int) -> None:
 def test_tool_stream_numbers_calls_across_lines_and_mints_ids() -> None:
     """Calls over several lines get indexes 0, 1, 2, distinct ids, whole JSON arguments, finish tool_calls."""
     translator, frames = run_stream("stream_tools.ndjson")
-    chunks = decode_frames(frames)
+    chunks = decode_frames(frames, minted_id=True)
     assert chunks[-1] == "[DONE]" and "usage" not in chunks[-2]
     deltas = [c["choices"][0]["delta"] for c in chunks[:-1]]
     assert deltas[1] == {"content": "Checking."}
@@ -364,7 +330,7 @@ def test_single_done_line_is_a_whole_stream() -> None:
         "done_reason": "stop",
         "eval_count": 1,
     }
-    chunks = decode_frames(translator.feed(line(payload)))
+    chunks = decode_frames(translator.feed(line(payload)), minted_id=True)
     assert [c if c == "[DONE]" else c["choices"][0]["delta"] for c in chunks] == [
         {"role": "assistant", "content": ""},
         {"content": "Hi"},
@@ -402,8 +368,7 @@ def test_plain_text_404_is_quoted() -> None:
 
 
 def embed_request(body: dict[str, Any]) -> EmbeddingsRequest:
-    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-    return EmbeddingsRequest(body=body, model="llama", inputs=inputs, dimensions=body.get("dimensions"))
+    return embeddings_request(body, "llama")
 
 
 def test_embeddings_request_goes_to_api_embed_with_dimensions() -> None:
@@ -448,17 +413,6 @@ def test_embeddings_reply_gives_vectors_and_prompt_eval_count() -> None:
 def fake() -> Iterator[FakeOllama]:
     with FakeOllama() as server:
         yield server
-
-
-def post(upstream: UpstreamRequest) -> UpstreamReply:
-    request = urllib.request.Request(
-        upstream.url, data=upstream.body, headers=upstream.headers, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return UpstreamReply(response.status, dict(response.headers), response.read())
-    except urllib.error.HTTPError as error:
-        return UpstreamReply(error.code, dict(error.headers), error.read())
 
 
 def test_fake_accepts_the_adapters_translation_of_a_full_conversation(fake: FakeOllama) -> None:
@@ -530,7 +484,7 @@ def test_streamed_tool_calls_from_the_fake_translate_end_to_end(fake: FakeOllama
     result = post(adapter.build_request(request))
     translator, decoder = adapter.stream_translator(request), adapter.stream_decoder()
     events = [*decoder.feed(result.body), *decoder.close()]
-    chunks = decode_frames([frame for e in events for frame in translator.feed(e)])
+    chunks = decode_frames([frame for e in events for frame in translator.feed(e)], minted_id=True)
     calls = [call for c in chunks[:-1] for call in c["choices"][0]["delta"].get("tool_calls", [])]
     assert [(c["index"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls] == [
         (0, "get_weather", {"city": "Paris"}),

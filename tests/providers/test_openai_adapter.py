@@ -14,6 +14,8 @@ from sluicegate.providers.openai_compatible import OpenAICompatibleAdapter
 from sluicegate.types import ChatRequest, UpstreamReply
 from sluicegate.upstream.sse import SSEDecoder
 
+from ._helpers import feed_stream
+
 USER = [{"role": "user", "content": "hi"}]
 
 
@@ -34,12 +36,7 @@ def run_stream(
     adapter: OpenAIAdapter | OpenAICompatibleAdapter, request: ChatRequest, raw: bytes
 ) -> tuple[Any, list[bytes]]:
     translator = adapter.stream_translator(request)
-    decoder = SSEDecoder()
-    frames: list[bytes] = []
-    for event in decoder.feed(raw):
-        frames.extend(translator.feed(event))
-    frames.extend(translator.finish())
-    return translator, frames
+    return translator, feed_stream(translator, SSEDecoder(), raw, finish=True)
 
 
 def test_request_replaces_model_and_keeps_everything_else() -> None:

@@ -42,9 +42,8 @@ def serve(
     config_path: str | None, host: str | None, port: int | None, workers: int | None, dev: bool
 ) -> None:
     """Run the gateway."""
-    import uvicorn
-
     from ..config.schema import Config
+    from ..server.serve import serve as run_server
 
     config, found = _load_or_exit(config_path)
     assert isinstance(config, Config)
@@ -73,22 +72,19 @@ def serve(
         f"with {n_workers} worker(s)",
         err=True,
     )
-    uvicorn.run(
-        "sluicegate.server.app:create_app",
-        factory=True,
-        host=bind_host,
-        port=bind_port,
-        workers=n_workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        # Client addresses are not used yet; when allowed_ips arrives (issue #4) forwarded headers
-        # are read only from configured trusted proxies, not on every request by uvicorn.
-        proxy_headers=False,
-        backlog=4096,
+    # Once, here in the parent, before any worker opens the database (docs/keys-admin.md).
+    from .migrate import migrate_or_exit
+
+    migrate_or_exit(config.database_url)
+    # SIGTERM drains in-flight calls and exits 0; SIGHUP reloads the config (docs/lifecycle.md).
+    sys.exit(
+        run_server(
+            bind_host,
+            bind_port,
+            n_workers,
+            config.server.drain_timeout_s,
+            os.environ.get("SLUICEGATE_CONFIG"),
+        )
     )
 
 
@@ -112,11 +108,22 @@ def config_check(file: str) -> None:
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--url", default=None, help="Show live state from the gateway at this URL (GET /admin/models).")
+@click.option(
+    "--key",
+    default=lambda: os.environ.get("SLUICEGATE_MASTER_KEY"),
+    help="Admin key for --url (default $SLUICEGATE_MASTER_KEY).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def models(config_path: str | None, as_json: bool) -> None:
-    """List configured models and their deployments."""
+def models(config_path: str | None, url: str | None, key: str | None, as_json: bool) -> None:
+    """List configured models and their deployments; with --url, their live health from a gateway."""
     from ..config.schema import Config
 
+    if url:
+        from .models import show_live
+
+        show_live(url, key, as_json)
+        return
     cfg, _ = _load_or_exit(config_path)
     assert isinstance(cfg, Config)
     rows = [
@@ -238,6 +245,18 @@ def bench(
     )
     sys.exit(run_bench(options))
 
+
+def _register() -> None:
+    # Commands that live in their own modules (issue #4: keys, spend, migrate).
+    from .keys import keys
+    from .migrate import migrate
+    from .spend import spend
+
+    for command in (keys, spend, migrate):
+        main.add_command(command)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -172,7 +172,6 @@ def _apply_env_fallbacks(config: Config) -> Config:
 def _check_semantics(config: Config) -> None:
     from ..providers.registry import check_entry
 
-    names = {entry.name for entry in config.models}
     for index, entry in enumerate(config.models):
         path = f"models[{index}]"
         if not entry.name.strip():
@@ -203,18 +202,9 @@ def _check_semantics(config: Config) -> None:
         from ..api.passthrough import check_config as check_passthrough
 
         check_passthrough(config)
-    router = config.router
-    if router.retries < 0:
-        raise ConfigError(f"router.retries: must be >= 0, got {router.retries}")
-    for field in ("timeout_s", "connect_timeout_s", "ttft_timeout_s"):
-        if getattr(router, field) <= 0:
-            raise ConfigError(f"router.{field}: must be > 0")
-    for group, targets in router.fallbacks.items():
-        if group not in names:
-            raise ConfigError(f"router.fallbacks.{group}: no model named {group!r} is configured")
-        for i, target in enumerate(targets):
-            if target not in names:
-                raise ConfigError(f"router.fallbacks.{group}[{i}]: no model named {target!r} is configured")
+    from ..routing.checks import check_router
+
+    check_router(config)  # router:, fallbacks and the routing fields of models[] (issue #5)
     server = config.server
     if not 0 < server.port < 65536:
         raise ConfigError(f"server.port: must be 1-65535, got {server.port}")
@@ -222,6 +212,8 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError(f"server.workers: must be >= 1, got {server.workers}")
     if server.max_body_bytes < 1024:
         raise ConfigError(f"server.max_body_bytes: must be >= 1024, got {server.max_body_bytes}")
+    if server.drain_timeout_s <= 0:
+        raise ConfigError(f"server.drain_timeout_s: must be > 0, got {server.drain_timeout_s:g}")
 
 
 def _with_default_models(config: Config) -> Config:

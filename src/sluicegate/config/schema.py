@@ -19,9 +19,18 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
 
 
 class Price(_Strict, frozen=True):
+    """USD per million tokens; overrides the built-in table (spend/price_table.py) for this model."""
+
     input_per_mtok: float
     output_per_mtok: float
-    cached_input_per_mtok: float | None = None
+    cached_input_per_mtok: float | None = None  # cache reads; default: billed as input
+    cache_write_per_mtok: float | None = None  # cache writes (Anthropic, Bedrock); default: as input
+
+    def __post_init__(self) -> None:
+        for name in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:  # also rejects NaN
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
 class MockOptions(_Strict, frozen=True):
@@ -35,6 +44,15 @@ class MockOptions(_Strict, frozen=True):
     fail_status: int = 500
     timeout_rate: float = 0.0  # share of calls that never answer (the gateway's timeout fires)
     cut_after_tokens: int | None = None  # streams stop after N tokens without finishing
+
+
+class HealthCheck(_Strict, frozen=True):
+    """Active health checks of one deployment (issue #5): a tiny call every `interval_s`."""
+
+    interval_s: float
+    timeout_s: float = 5.0
+    unhealthy_threshold: int = 2  # consecutive failed checks before the deployment is taken out
+    probe: Literal["chat", "embeddings"] = "chat"
 
 
 class ModelEntry(_Strict, frozen=True):
@@ -55,6 +73,11 @@ class ModelEntry(_Strict, frozen=True):
     default_max_tokens: int | None = None
     drop_params: bool = False
     mock: MockOptions | None = None
+    # Routing (issue #5, docs/routing.md): concurrent calls this deployment takes, its context
+    # window in tokens (for context-window fallbacks), and optional active health checks.
+    max_parallel: int | None = None
+    context_window: int | None = None
+    health_check: HealthCheck | None = None
     # Provider-specific fields named in SPEC §3 (used by the providers of issue #3).
     aws_region: str | None = None
     aws_access_key_id: str | None = None
@@ -69,13 +92,40 @@ class ModelEntry(_Strict, frozen=True):
         return self.model or self.name
 
 
+class EjectionConfig(_Strict, frozen=True):
+    """Outlier ejection (SPEC §8 defaults): when a deployment is taken out, and for how long."""
+
+    consecutive_failures: int = 5
+    failure_rate: float = 0.5  # eject above this share of failed calls...
+    min_calls: int = 10  # ...once the window holds at least this many calls
+    window_s: float = 60.0
+    base_s: float = 30.0  # ejection time = base_s x times ejected, capped at max_s
+    max_s: float = 300.0
+
+
+class RetryBudgetConfig(_Strict, frozen=True):
+    """Concurrent retries allowed: max(min_concurrency, percent% of in-flight requests)."""
+
+    percent: float = 20.0
+    min_concurrency: int = 3
+
+
 class RouterConfig(_Strict, frozen=True):
     strategy: Strategy = "round-robin"
-    retries: int = 0
+    retries: int = 2  # extra attempts per model group, before the first byte only
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
     ttft_timeout_s: float = 30.0
+    stream_idle_timeout_s: float = 120.0
     fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    context_window_fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    content_policy_fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    retry_backoff_s: float = 0.1  # full-jitter exponential backoff: base...
+    retry_backoff_max_s: float = 5.0  # ...and cap of one wait (a provider's retry-after may ask for more)
+    retry_budget: RetryBudgetConfig = msgspec.field(default_factory=RetryBudgetConfig)
+    ejection: EjectionConfig = msgspec.field(default_factory=EjectionConfig)
+    queue_size: int = 100  # calls waiting for a group at its max_parallel limit
+    sync_interval_s: float = 1.0  # how often shared routing state is exchanged through Redis
 
 
 class CacheConfig(_Strict, frozen=True):
@@ -104,6 +154,9 @@ class ServerConfig(_Strict, frozen=True):
     port: int = 8400
     workers: int = 1
     max_body_bytes: int = 10 * 1024 * 1024
+    # SIGTERM -> the worker exits within this many seconds: in-flight calls finish or are cut with an
+    # error event shortly before it, then shutdown hooks (ledger flush) run (docs/lifecycle.md).
+    drain_timeout_s: float = 30.0
 
 
 class Config(_Strict, frozen=True):
@@ -118,3 +171,5 @@ class Config(_Strict, frozen=True):
     # (default: the first deployment of that provider in `models`); see docs/passthrough.md.
     passthrough: dict[str, str] = msgspec.field(default_factory=dict)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    # Named model allowlists that keys, users and teams refer to by `tier` (docs/keys-admin.md).
+    tiers: dict[str, list[str]] = msgspec.field(default_factory=dict)

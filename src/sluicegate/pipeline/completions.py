@@ -13,6 +13,7 @@ several prompts in one call, which a chat call cannot express.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,13 +21,13 @@ import orjson
 from ..errors import GatewayError, InvalidRequestError, ModelNotFoundError, render_openai
 from ..providers._openai_compat import OpenAICompatibleBase
 from ..providers.base import CHAT, DONE_FRAME, STREAM, sse_frame
-from ..routing.router import ModelGroup
+from ..routing.deployment import Deployment
+from ..routing.router import LEGACY_PREFIX, ModelGroup
 from ..server.http import Receive, Send
 from ..server.runtime import Runtime
-from ..types import ChatRequest, ChatResponse
-from .chat import _complete, _stream, run_chat
+from ..types import ChatRequest, ChatResponse, UpstreamRequest
+from .chat import complete_chat, run_chat, stream_chat
 from .context import RequestContext
-from .dispatch import resolve
 from .egress import OPENAI, StreamEncoder
 from .validate import chat_request, parse_json_object
 
@@ -50,6 +51,9 @@ _TYPED: dict[str, tuple[tuple[type, ...], str]] = {
     "logit_bias": ((dict,), "an object"),
     "user": ((str,), "a string"),
 }
+# Capabilities of deployments that serve `/v1/completions` themselves (routing/router.py `supports`).
+LEGACY_CHAT = LEGACY_PREFIX + CHAT
+LEGACY_STREAM = LEGACY_PREFIX + STREAM
 # Chat finish reasons a text completion has no word for (no tools are offered on this surface).
 _FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 
@@ -61,19 +65,30 @@ async def completions(rt: Runtime, ctx: RequestContext, raw: bytes, receive: Rec
     if group is None:
         raise ModelNotFoundError(f"the model '{request.model}' does not exist", param="model")
     if _native(group):
-        deployment = resolve(rt, ctx, request.model, STREAM if request.stream else CHAT)
-        adapter = deployment.adapter
-        assert isinstance(adapter, OpenAICompatibleBase)
-        upstream_request = adapter.build_completions_request(request)
+        # Retries and fallbacks stay on deployments that serve the legacy endpoint themselves.
         if request.stream:
-            await _stream(rt, ctx, request, upstream_request, receive, send, OPENAI)
+            await stream_chat(
+                rt, ctx, request, receive, send, OPENAI, capability=LEGACY_STREAM, build=_legacy(request)
+            )
         else:
-            await _complete(ctx, request, upstream_request, send, OPENAI)
+            await complete_chat(
+                rt, ctx, request, send, OPENAI, capability=LEGACY_CHAT, build=_legacy(request)
+            )
         return
     assert ctx.principal is not None
     ctx.principal.check_model(request.model)  # a refused model is a 403 before any 400 about parameters
     chat = chat_request(to_chat_body(body, group))
+    chat.controls = request.controls
     await run_chat(rt, ctx, chat, receive, send, TEXT_COMPLETION)
+
+
+def _legacy(request: ChatRequest) -> Callable[[Deployment], UpstreamRequest]:
+    def build(deployment: Deployment) -> UpstreamRequest:
+        adapter = deployment.adapter
+        assert isinstance(adapter, OpenAICompatibleBase)
+        return adapter.build_completions_request(request)
+
+    return build
 
 
 def _native(group: ModelGroup) -> bool:
@@ -137,12 +152,14 @@ def completion_request(body: dict[str, Any]) -> ChatRequest:
         types, expected = spec
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise _wrong_type(name, expected)
-    body.pop("sluicegate", None)  # per-request gateway controls (SPEC §6) never reach the provider
+    controls = body.pop("sluicegate", None)  # per-request gateway controls (SPEC §6) never reach the provider
     include_usage = False
     if stream:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return ChatRequest(body=body, model=model, stream=bool(stream), include_usage=include_usage)
+    return ChatRequest(
+        body=body, model=model, stream=bool(stream), include_usage=include_usage, controls=controls
+    )
 
 
 def _no_equivalent(body: dict[str, Any]) -> list[str]:

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from time import perf_counter
+from typing import NamedTuple
 
 from ..auth.principal import Principal
+from ..errors import GatewayError
 from ..routing.deployment import Deployment
 from ..types import Usage
+
+
+class Attempt(NamedTuple):
+    """One upstream attempt, for the request log: outcome is `ok`, `retry` (a retryable failure),
+    `error` (not retryable), `content_filter`, `context_window`, `stream_error` (failed after the
+    first byte) or `cancelled` (the client left)."""
+
+    deployment: str  # the deployment's label, as in `x-sluicegate-deployment`
+    model: str  # the model group it belongs to (differs from ctx.model after a fallback)
+    outcome: str
+    status: int | None  # the provider's HTTP status; None when no status line arrived
+    duration_s: float
 
 
 @dataclass(slots=True)
@@ -17,10 +31,18 @@ class RequestContext:
     principal: Principal | None = None
     model: str | None = None
     deployment: Deployment | None = None
-    upstream_s: float = 0.0  # time spent waiting on the provider (to first byte, for streams)
+    # Time spent waiting on providers, every attempt included (to the first byte, for streams).
+    upstream_s: float = 0.0
+    ttft_s: float = 0.0  # a stream's time to first token, on the attempt that reached the client
     attempts: int = 0
     usage: Usage | None = None
     response_started: bool = False
+    # The request headers the gateway reads (server/http.py WANTED_HEADERS), for per-request controls.
+    headers: dict[bytes, bytes] | None = None
+    # Every upstream attempt in order (routing: pipeline/dispatch.py); None until the first one.
+    attempt_log: list[Attempt] | None = None
+    # Set when a stream failed after its first byte (it then ended with an in-band error event).
+    stream_error: GatewayError | None = None
 
     def overhead_ms(self) -> float:
         return max(0.0, (perf_counter() - self.started - self.upstream_s) * 1000.0)

@@ -16,11 +16,12 @@ import orjson
 
 from ..errors import InvalidRequestError
 from ..providers.base import EMBEDDINGS
+from ..routing.deployment import Deployment
 from ..server.http import JSON_CT, Receive, Send, send_bytes
 from ..server.runtime import Runtime
 from ..types import EmbeddingsRequest, EmbeddingsResponse, Usage
 from .context import RequestContext
-from .dispatch import fetch, resolve
+from .dispatch import attempt_timeout, dispatch, fetch
 from .validate import parse_json_object
 
 ENCODINGS = ("float", "base64")
@@ -28,10 +29,16 @@ ENCODINGS = ("float", "base64")
 
 async def embeddings(rt: Runtime, ctx: RequestContext, raw: bytes, receive: Receive, send: Send) -> None:
     request = embeddings_request(parse_json_object(raw))
-    deployment = resolve(rt, ctx, request.model, EMBEDDINGS)
-    adapter = deployment.adapter
-    reply = await fetch(ctx, adapter.build_embeddings_request(request))
-    response = adapter.parse_embeddings_response(request, reply)
+
+    async def attempt(deployment: Deployment, limit_s: float) -> EmbeddingsResponse:
+        adapter = deployment.adapter
+        upstream_request = adapter.build_embeddings_request(request)
+        reply = await fetch(ctx, upstream_request, attempt_timeout(deployment, limit_s))
+        return adapter.parse_embeddings_response(request, reply)
+
+    response = await dispatch(
+        rt, ctx, request.model, EMBEDDINGS, attempt, body=request.body, controls=request.controls
+    )
     ctx.usage = response.usage
     content = response.content if response.content is not None else render(request, response)
     headers = ctx.model_headers()
@@ -116,14 +123,15 @@ def embeddings_request(body: dict[str, Any]) -> EmbeddingsRequest:
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise _invalid("invalid type for 'user': expected a string", "user", "invalid_type")
-    # Per-request gateway controls (SPEC §6) never reach the provider.
-    body.pop("sluicegate", None)
+    # Per-request gateway controls (SPEC §6) never reach the provider; the router reads them.
+    controls = body.pop("sluicegate", None)
     return EmbeddingsRequest(
         body=body,
         model=model,
         inputs=inputs,
         encoding_format=encoding or "float",
         dimensions=dimensions,
+        controls=controls,
     )
 
 

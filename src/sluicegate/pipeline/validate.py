@@ -98,10 +98,12 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
         # bool is an int subclass: `"max_tokens": true` must not pass as an integer.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise _wrong_type(name, expected)
-    # Per-request gateway controls (SPEC §6) never reach the provider.
-    body.pop("sluicegate", None)
+    # Per-request gateway controls (SPEC §6) never reach the provider; the router reads them.
+    controls = body.pop("sluicegate", None)
     include_usage = False
     if stream:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return ChatRequest(body=body, model=model, stream=bool(stream), include_usage=include_usage)
+    return ChatRequest(
+        body=body, model=model, stream=bool(stream), include_usage=include_usage, controls=controls
+    )

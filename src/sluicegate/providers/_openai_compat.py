@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ..errors import GatewayError, InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
+from ..errors import GatewayError, UpstreamProtocolError, UpstreamStatusError
 from ..types import (
     ChatRequest,
     ChatResponse,
@@ -28,6 +28,7 @@ from ..types import (
     Usage,
 )
 from ..upstream.sse import SSEEvent
+from ._translate import error_json
 from .base import (
     ALL_CHAT,
     DONE_FRAME,
@@ -193,14 +194,7 @@ class OpenAICompatibleBase(Adapter):
         if self.unsupported_params:
             present = self.unsupported_params.intersection(body)
             if present:
-                if not self.entry.drop_params:
-                    name = sorted(present)[0]
-                    raise InvalidRequestError(
-                        f"parameter '{name}' is not supported by model '{request.model}' "
-                        f"(provider {self.entry.provider}); remove it or set drop_params: true",
-                        param=name,
-                        code="unsupported_parameter",
-                    )
+                self.refuse(request, sorted(present)[0])  # returns only with drop_params: true
                 body = {k: v for k, v in body.items() if k not in present}
         out = dict(body)
         out["model"] = self.model_id
@@ -274,10 +268,7 @@ class OpenAICompatibleBase(Adapter):
         )
 
     def map_error(self, reply: UpstreamReply) -> GatewayError:
-        try:
-            body: Any = loads_lenient(reply.body) if reply.body.strip() else None
-        except (orjson.JSONDecodeError, UnicodeDecodeError):
-            body = None
+        body = error_json(reply.body)
         if body is None:
             text = reply.body[:500].decode("utf-8", "replace").strip()
             body = {"error": {"message": text or None}}

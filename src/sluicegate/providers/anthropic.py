@@ -12,7 +12,6 @@ when the model entry sets `drop_params: true`; other keys Anthropic has no use f
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,41 @@ import orjson
 
 from ..errors import GatewayError, InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
 from ..types import ChatRequest, ChatResponse, UpstreamReply, UpstreamRequest, Usage
-from .base import DONE_FRAME, Adapter, StreamTranslator, loads_lenient, retry_hint_headers, sse_frame
+from ._translate import (
+    ChunkStream,
+    arguments_delta,
+    assistant_message,
+    chat_response,
+    choice,
+    clamp,
+    content_parts,
+    error_json,
+    event_json,
+    image_url,
+    int_or_zero,
+    invalid_tool_choice,
+    iter_function_tools,
+    iter_messages,
+    iter_tool_calls,
+    json_schema,
+    max_tokens,
+    named_function,
+    not_an_image_url,
+    object_schema,
+    parse_data_url,
+    part_text,
+    proxy_message,
+    reply_json,
+    requested,
+    stop_sequences,
+    tool_arguments,
+    tool_call,
+    tool_call_delta,
+    tool_call_id,
+    unsupported_role,
+    usage_with_cache,
+)
+from .base import Adapter, StreamTranslator, retry_hint_headers
 
 if TYPE_CHECKING:
     from ..config.schema import ModelEntry
@@ -59,49 +92,35 @@ _ERROR_STATUS = {
     "overloaded_error": 529,
 }
 
-# OpenAI parameters with no Anthropic equivalent. A neutral value (false, 0, {}) asks for
+# OpenAI parameters with no Anthropic equivalent. A neutral value (n: 1, false, 0, {}) asks for
 # nothing, so it is dropped rather than refused; `seed` has no neutral value.
-_UNSUPPORTED = ("logprobs", "top_logprobs", "logit_bias", "frequency_penalty", "presence_penalty", "seed")
+_UNSUPPORTED = (
+    "n", "logprobs", "top_logprobs", "logit_bias", "frequency_penalty", "presence_penalty", "seed",
+)  # fmt: skip
 
 
 def _finish_reason(stop_reason: Any) -> str:
     return _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def _usage(raw: Any) -> Usage | None:
     """Anthropic usage -> ours; its `input_tokens` excludes cache reads and writes, ours includes them."""
-    if not isinstance(raw, dict):
-        return None
-    cache_write = _int(raw.get("cache_creation_input_tokens"))
-    cache_read = _int(raw.get("cache_read_input_tokens"))
-    return Usage(
-        prompt_tokens=_int(raw.get("input_tokens")) + cache_write + cache_read,
-        completion_tokens=_int(raw.get("output_tokens")),
-        cached_tokens=cache_read,
-        cache_write_tokens=cache_write,
+    return usage_with_cache(
+        raw,
+        input_key="input_tokens",
+        output_key="output_tokens",
+        cache_read_key="cache_read_input_tokens",
+        cache_write_key="cache_creation_input_tokens",
     )
-
-
-def _openai_error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 403:
-        return "permission_error"
-    if status == 429:
-        return "rate_limit_error"
-    if 400 <= status < 500:
-        return "invalid_request_error"
-    return "api_error"
 
 
 def _error_from_body(
     body: Any, status: int, headers: Mapping[str, str], fallback: str | None = None
 ) -> UpstreamStatusError:
-    """`{"type":"error","error":{"type","message"}}` -> UpstreamStatusError; code = Anthropic's error type."""
+    """`{"type":"error","error":{"type","message"}}` -> UpstreamStatusError; code = Anthropic's error type.
+
+    The OpenAI error type follows from the status (errors.py), as for every non-OpenAI provider.
+    """
     message: str | None = None
     code: str | None = None
     if isinstance(body, dict):
@@ -110,13 +129,11 @@ def _error_from_body(
             raw_message, raw_type = err.get("message"), err.get("type")
             message = raw_message if isinstance(raw_message, str) and raw_message else None
             code = raw_type if isinstance(raw_type, str) else None
-    kept = retry_hint_headers(headers)
     return UpstreamStatusError(
         message or fallback or f"the provider returned HTTP {status}",
         upstream_status=status,
-        upstream_type=_openai_error_type(status),
         code=code,
-        headers=kept,
+        headers=retry_hint_headers(headers),
     )
 
 
@@ -126,14 +143,7 @@ def _error_from_body(
 
 def _text_part(part: Any, where: str) -> dict[str, Any] | None:
     """An OpenAI text part as a text block (None when empty: Anthropic rejects empty text blocks)."""
-    if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
-        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-        raise InvalidRequestError(
-            f"{where}.type: content part {kind!r} is not supported here", param=f"{where}.type"
-        )
-    text = part.get("text") if part["type"] == "text" else part.get("refusal")
-    if not isinstance(text, str):
-        raise InvalidRequestError(f"{where}: a text part needs a string 'text'", param=where)
+    text = part_text(part, where)
     if not text:
         return None
     block: dict[str, Any] = {"type": "text", "text": text}
@@ -149,66 +159,37 @@ def _text_blocks(content: Any, where: str) -> list[dict[str, Any]]:
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequestError(
-            f"{where}.content must be a string or an array of parts", param=f"{where}.content"
-        )
     blocks = []
-    for j, part in enumerate(content):
-        block = _text_part(part, f"{where}.content[{j}]")
+    for at, part in content_parts(content, where):
+        block = _text_part(part, at)
         if block is not None:
             blocks.append(block)
     return blocks
 
 
 def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str):
-        raise InvalidRequestError(f"{where}.image_url.url must be a string", param=f"{where}.image_url.url")
+    at = f"{where}.image_url.url"
+    url, _ = image_url(part, at)
     if url.startswith("data:"):
-        header, comma, data = url[5:].partition(",")
-        if not comma or not header.endswith(";base64"):
-            raise InvalidRequestError(
-                f"{where}.image_url.url: a data URL must look like data:<media type>;base64,<data>",
-                param=f"{where}.image_url.url",
-            )
-        media_type = header.partition(";")[0]
+        media_type, data = parse_data_url(url, at)
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise InvalidRequestError(
-        f"{where}.image_url.url must be an http(s) URL or a base64 data URL", param=f"{where}.image_url.url"
-    )
+    raise not_an_image_url(at)
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     if isinstance(content, list):
         blocks = []
-        for j, part in enumerate(content):
+        for at, part in content_parts(content, where):
             if isinstance(part, dict) and part.get("type") == "image_url":
-                blocks.append(_image_block(part, f"{where}.content[{j}]"))
+                blocks.append(_image_block(part, at))
             else:
-                block = _text_part(part, f"{where}.content[{j}]")
+                block = _text_part(part, at)
                 if block is not None:
                     blocks.append(block)
         return blocks
     return _text_blocks(content, where)
-
-
-def _tool_input(arguments: Any, where: str) -> dict[str, Any]:
-    """OpenAI's JSON-string arguments -> Anthropic's `input` object."""
-    if isinstance(arguments, dict):
-        return arguments
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}  # models emit "" for functions without parameters
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str | bytes) else None
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"{where} is not valid JSON", param=where) from exc
-    if not isinstance(parsed, dict):
-        raise InvalidRequestError(f"{where} must be a JSON object", param=where)
-    return parsed
 
 
 def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
@@ -216,27 +197,16 @@ def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any
     tool_calls = message.get("tool_calls")
     if tool_calls is None:
         return blocks
-    if not isinstance(tool_calls, list):
-        raise InvalidRequestError(f"{where}.tool_calls must be an array", param=f"{where}.tool_calls")
-    for k, call in enumerate(tool_calls):
-        at = f"{where}.tool_calls[{k}]"
-        if not isinstance(call, dict):
-            raise InvalidRequestError(f"{at} must be an object", param=at)
-        function = call.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError(f"{at}.function.name is required", param=f"{at}.function.name")
-        call_id = call.get("id")
-        if not isinstance(call_id, str):
-            raise InvalidRequestError(f"{at}.id is required", param=f"{at}.id")
-        tool_input = _tool_input(function.get("arguments"), f"{at}.function.arguments")
-        blocks.append({"type": "tool_use", "id": call_id, "name": function["name"], "input": tool_input})
+    for call in iter_tool_calls(tool_calls, where):
+        if not isinstance(call.id, str):
+            raise InvalidRequestError(f"{call.at}.id is required", param=f"{call.at}.id")
+        tool_input = tool_arguments(call.arguments, f"{call.at}.function.arguments")
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": tool_input})
     return blocks
 
 
 def _tool_result_block(message: dict[str, Any], where: str) -> dict[str, Any]:
-    call_id = message.get("tool_call_id")
-    if not isinstance(call_id, str):
-        raise InvalidRequestError(f"{where}.tool_call_id is required", param=f"{where}.tool_call_id")
+    call_id = tool_call_id(message, where)
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
     content = message.get("content")
     if isinstance(content, str):
@@ -251,16 +221,10 @@ def _tool_result_block(message: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _translate_messages(messages: Any) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
     """OpenAI `messages` -> (Anthropic `system`, Anthropic `messages`)."""
-    if not isinstance(messages, list):
-        raise InvalidRequestError("'messages' must be an array of message objects", param="messages")
     system: list[dict[str, Any]] = []
     system_is_plain = True
     turns: list[tuple[str, list[dict[str, Any]]]] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise InvalidRequestError(f"{where} must be an object", param=where)
-        role = message.get("role")
+    for where, message, role in iter_messages(messages):
         if role in ("system", "developer"):
             system_is_plain = system_is_plain and isinstance(message.get("content"), str)
             system.extend(_text_blocks(message.get("content"), where))
@@ -272,7 +236,7 @@ def _translate_messages(messages: Any) -> tuple[str | list[dict[str, Any]] | Non
         elif role == "tool":
             turn_role, blocks = "user", [_tool_result_block(message, where)]
         else:
-            raise InvalidRequestError(f"{where}.role: unsupported role {role!r}", param=f"{where}.role")
+            raise unsupported_role(role, where)
         if not blocks:
             continue
         # Anthropic wants strictly alternating turns: same-role neighbours become one turn.
@@ -298,27 +262,13 @@ def _translate_messages(messages: Any) -> tuple[str | list[dict[str, Any]] | Non
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise InvalidRequestError("'tools' must be an array", param="tools")
     out = []
-    for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise InvalidRequestError(
-                f"{where}.type: only function tools are supported", param=f"{where}.type"
-            )
-        function = tool.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError(f"{where}.function.name is required", param=f"{where}.function.name")
-        entry: dict[str, Any] = {"name": function["name"]}
-        if function.get("description") is not None:
-            entry["description"] = function["description"]
-        schema = function.get("parameters")
-        if not isinstance(schema, dict) or not schema:
-            schema = {"type": "object", "properties": {}}
-        elif "type" not in schema:
-            schema = {"type": "object", **schema}  # Anthropic requires an explicit object schema
-        entry["input_schema"] = schema
+    for tool in iter_function_tools(tools):
+        entry: dict[str, Any] = {"name": tool.name}
+        if tool.description is not None:
+            entry["description"] = tool.description
+        # Anthropic requires an explicit object schema.
+        entry["input_schema"] = object_schema(tool.parameters, typed=True)
         out.append(entry)
     return out
 
@@ -330,53 +280,31 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
         return {"type": "any"}
     if choice == "none":
         return {"type": "none"}
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        function = choice.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        if isinstance(name, str):
-            return {"type": "tool", "name": name}
-    raise InvalidRequestError(
-        "'tool_choice' must be 'auto', 'required', 'none' or a named function",
-        param="tool_choice",
-    )
+    name = named_function(choice)
+    if name is not None:
+        return {"type": "tool", "name": name}
+    raise invalid_tool_choice()
 
 
 # ---------------------------------------------------------------------------------------------
 # Stream: Anthropic events -> OpenAI chunks
 
 
-class AnthropicStream(StreamTranslator):
+class AnthropicStream(ChunkStream):
     """One Messages stream rebuilt as `chat.completion.chunk` frames (reference §3.5 "Stream translation").
 
     Thinking blocks are dropped: the gateway never asks for extended thinking, OpenAI Chat has no
     standard field for it, and a thinking block cannot be sent back without its signature anyway.
     """
 
-    __slots__ = ("_finish_sent", "_raw_usage", "_tool_index", "created", "id", "include_usage", "model")
+    __slots__ = ("_finish_sent", "_raw_usage", "_tool_index")
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.usage: Usage | None = None
-        self.finished = False
-        self.include_usage = include_usage
-        self.id = "msg_unknown"  # replaced by message_start's id
-        self.created = int(time.time())
-        self.model = model
+        super().__init__("msg_unknown", model, include_usage)  # the id is replaced by message_start's
         # Anthropic block index -> OpenAI tool_calls index (counts tool_use blocks only).
         self._tool_index: dict[int, int] = {}
         self._raw_usage: dict[str, int] = {}
         self._finish_sent = False
-
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
-        if self.include_usage:
-            chunk["usage"] = None  # as OpenAI does on every chunk but the usage one
-        return sse_frame(orjson.dumps(chunk))
 
     def _merge_usage(self, raw: Any) -> None:
         # message_delta counts are cumulative: the latest value of each field wins.
@@ -389,12 +317,7 @@ class AnthropicStream(StreamTranslator):
     def feed(self, event: SSEEvent) -> list[bytes]:
         if self.finished:
             return []
-        try:
-            payload = loads_lenient(event.data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider sent a stream event that is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise UpstreamProtocolError("the provider sent a stream event that is not a JSON object")
+        payload = event_json(event.data)
         kind = payload.get("type") or event.event
         if kind == "content_block_delta":
             return self._block_delta(payload)
@@ -408,7 +331,7 @@ class AnthropicStream(StreamTranslator):
                 if isinstance(message.get("model"), str):
                     self.model = message["model"]
                 self._merge_usage(message.get("usage"))
-            return [self._chunk({"role": "assistant", "content": ""})]
+            return [self.chunk({"role": "assistant", "content": ""})]
         if kind == "message_delta":
             self._merge_usage(payload.get("usage"))
             delta = payload.get("delta")
@@ -416,23 +339,10 @@ class AnthropicStream(StreamTranslator):
             if stop_reason is None or self._finish_sent:
                 return []
             self._finish_sent = True
-            return [self._chunk({}, _finish_reason(stop_reason))]
+            return [self.chunk({}, _finish_reason(stop_reason))]
         if kind == "message_stop":
-            self.finished = True
-            frames = [] if self._finish_sent else [self._chunk({}, "stop")]
-            if self.include_usage:
-                usage = (self.usage or Usage()).to_openai()
-                chunk = {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": usage,
-                }
-                frames.append(sse_frame(orjson.dumps(chunk)))
-            frames.append(DONE_FRAME)
-            return frames
+            frames = [] if self._finish_sent else [self.chunk({}, "stop")]
+            return frames + self.closing()
         if kind == "error":
             error = payload.get("error")
             error_type = error.get("type") if isinstance(error, dict) else None
@@ -445,16 +355,10 @@ class AnthropicStream(StreamTranslator):
             return []
         if block.get("type") == "tool_use":
             k = len(self._tool_index)
-            self._tool_index[_int(payload.get("index"))] = k
-            call = {
-                "index": k,
-                "id": block.get("id"),
-                "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""},
-            }
-            return [self._chunk({"tool_calls": [call]})]
+            self._tool_index[int_or_zero(payload.get("index"))] = k
+            return [self.chunk({"tool_calls": [tool_call_delta(k, block.get("id"), block.get("name"))]})]
         if block.get("type") == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
+            return [self.chunk({"content": block["text"]})]
         return []
 
     def _block_delta(self, payload: dict[str, Any]) -> list[bytes]:
@@ -464,14 +368,14 @@ class AnthropicStream(StreamTranslator):
         kind = delta.get("type")
         if kind == "text_delta":
             text = delta.get("text")
-            return [self._chunk({"content": text})] if text else []
+            return [self.chunk({"content": text})] if text else []
         if kind == "input_json_delta":
-            k = self._tool_index.get(_int(payload.get("index")))
+            k = self._tool_index.get(int_or_zero(payload.get("index")))
             partial = delta.get("partial_json")
             # The first fragment is often "": nothing to tell the client yet.
             if k is None or not partial:
                 return []
-            return [self._chunk({"tool_calls": [{"index": k, "function": {"arguments": partial}}]})]
+            return [self.chunk({"tool_calls": [arguments_delta(k, partial)]})]
         return []  # thinking_delta, signature_delta, citations_delta: see the class docstring
 
 
@@ -502,50 +406,27 @@ class AnthropicAdapter(Adapter):
         self.headers = headers
         self.model_id = entry.upstream_model
 
-    def _refuse(self, request: ChatRequest, name: str) -> None:
-        if not self.entry.drop_params:
-            raise InvalidRequestError(
-                f"parameter '{name}' is not supported by model '{request.model}' "
-                f"(provider {self.entry.provider}); remove it or set drop_params: true",
-                param=name,
-                code="unsupported_parameter",
-            )
-
     def build_request(self, request: ChatRequest) -> UpstreamRequest:
         return UpstreamRequest("POST", self.url, self.headers, orjson.dumps(self.translate_body(request)))
 
     def translate_body(self, request: ChatRequest) -> dict[str, Any]:
         """The Anthropic request body for an OpenAI Chat Completions body; `request.body` is not modified."""
         body = request.body
-        n = body.get("n")
-        if isinstance(n, int) and n > 1:
-            self._refuse(request, "n")
-        for name in _UNSUPPORTED:
-            value = body.get(name)
-            if value is not None and (name == "seed" or value):
-                self._refuse(request, name)
+        for name in requested(body, _UNSUPPORTED):
+            self.refuse(request, name)
 
         system, messages = _translate_messages(body.get("messages"))
-        max_tokens = body.get("max_completion_tokens")
-        if max_tokens is None:
-            max_tokens = body.get("max_tokens")
-        if max_tokens is None:
-            max_tokens = self.entry.default_max_tokens or _DEFAULT_MAX_TOKENS
-        out: dict[str, Any] = {"model": self.model_id, "max_tokens": max_tokens, "messages": messages}
+        limit = max_tokens(body, self.entry.default_max_tokens or _DEFAULT_MAX_TOKENS)
+        out: dict[str, Any] = {"model": self.model_id, "max_tokens": limit, "messages": messages}
         if system is not None:
             out["system"] = system
 
-        stop = body.get("stop")
-        if isinstance(stop, str):
-            out["stop_sequences"] = [stop]
-        elif isinstance(stop, list) and stop:
-            out["stop_sequences"] = list(stop)
-        temperature = body.get("temperature")
-        if isinstance(temperature, int | float) and not isinstance(temperature, bool):
+        stop = stop_sequences(body)
+        if stop is not None:
+            out["stop_sequences"] = stop
+        if body.get("temperature") is not None:
             # OpenAI's range is 0-2, Anthropic's 0-1: clamp rather than scale, so 0.7 means the same.
-            out["temperature"] = min(max(temperature, 0), 1)
-        elif temperature is not None:
-            out["temperature"] = temperature  # not a number: let the provider say so
+            out["temperature"] = clamp(body["temperature"], 0, 1)
         if body.get("top_p") is not None:
             out["top_p"] = body["top_p"]
         user = body.get("user")
@@ -569,23 +450,14 @@ class AnthropicAdapter(Adapter):
         if isinstance(response_format, dict):
             kind = response_format.get("type")
             if kind == "json_schema":
-                spec = response_format.get("json_schema")
-                schema = spec.get("schema") if isinstance(spec, dict) else None
-                if not isinstance(schema, dict):
-                    raise InvalidRequestError(
-                        "response_format.json_schema.schema must be an object",
-                        param="response_format.json_schema.schema",
-                    )
+                schema = json_schema(response_format)
                 out["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
             elif kind == "json_object":
-                self._refuse(request, "response_format")  # Anthropic has JSON schemas, not a bare JSON mode
+                self.refuse(request, "response_format")  # Anthropic has JSON schemas, not a bare JSON mode
         return out
 
     def parse_response(self, request: ChatRequest, reply: UpstreamReply) -> ChatResponse:
-        try:
-            body = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
+        body = reply_json(reply)
         if isinstance(body, dict) and body.get("type") == "error":
             error = body.get("error")
             error_type = error.get("type") if isinstance(error, dict) else None
@@ -605,46 +477,23 @@ class AnthropicAdapter(Adapter):
                 texts.append(block["text"])
             elif kind == "tool_use":
                 arguments = orjson.dumps(block.get("input") or {}).decode()
-                tool_calls.append(
-                    {
-                        "id": block.get("id"),
-                        "type": "function",
-                        "function": {"name": block.get("name"), "arguments": arguments},
-                    }
-                )
+                tool_calls.append(tool_call(block.get("id"), block.get("name"), arguments))
             # thinking / redacted_thinking / server-tool blocks: no OpenAI field (see AnthropicStream).
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": None if tool_calls and not texts else "".join(texts),
-            "refusal": None,
-        }
-        if tool_calls:
-            message["tool_calls"] = tool_calls
+        message = assistant_message(texts, tool_calls)
         finish = _finish_reason(body.get("stop_reason"))
-        usage = _usage(body.get("usage"))
         model = body.get("model")
-        response: dict[str, Any] = {
-            "id": body.get("id") or "msg_unknown",  # kept as is: it is what Anthropic's logs and support know
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model if isinstance(model, str) else self.model_id,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-        }
-        if usage is not None:
-            response["usage"] = usage.to_openai()
-        return ChatResponse(content=orjson.dumps(response), usage=usage, finish_reason=finish)
+        return chat_response(
+            body.get("id") or "msg_unknown",  # kept as is: it is what Anthropic's logs and support know
+            model if isinstance(model, str) else self.model_id,
+            [choice(message, finish)],
+            _usage(body.get("usage")),
+        )
 
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
         return AnthropicStream(self.model_id, request.include_usage)
 
     def map_error(self, reply: UpstreamReply) -> GatewayError:
-        try:
-            body: Any = loads_lenient(reply.body) if reply.body.strip() else None
-        except orjson.JSONDecodeError:
-            body = None
-        fallback = None
-        if not isinstance(body, dict):
-            # A proxy or load balancer answered instead of the API (HTML, plain text, nothing).
-            text = " ".join(reply.body[:1000].decode("utf-8", "replace").split())[:300]
-            fallback = f"the provider returned HTTP {reply.status}" + (f": {text}" if text else "")
+        body = error_json(reply.body)
+        # Not a dict: a proxy or load balancer answered instead of the API (HTML, plain text, nothing).
+        fallback = None if isinstance(body, dict) else proxy_message(reply.status, reply.body)
         return _error_from_body(body, reply.status, reply.headers, fallback)

@@ -14,6 +14,10 @@ Hooks beyond the four required methods, each with a default that costs nothing:
   an OAuth token refreshed through the transport) after translation and before the send.
 - `capabilities` declares what the deployment can do; `build_embeddings_request` /
   `parse_embeddings_response` serve `/v1/embeddings` where the provider has embeddings.
+
+`refuse()` is every adapter's answer to a parameter its provider cannot honour: one 400 naming
+the parameter and the provider, or a silent drop when the model entry sets `drop_params: true`.
+The pure request and reply helpers the translating adapters share are in `_translate.py`.
 """
 
 from __future__ import annotations
@@ -119,6 +123,20 @@ class Adapter(ABC):
     async def sign(self, request: UpstreamRequest, transport: Any) -> UpstreamRequest:
         """Add per-attempt credentials; `transport` is the deployment's, for token fetches."""
         return request
+
+    def refuse(self, request: ChatRequest | EmbeddingsRequest, name: str) -> None:
+        """Refuse parameter `name`, which this provider cannot honour, with a 400 naming it.
+
+        With `drop_params: true` on the model entry it returns instead, and the caller leaves the
+        parameter out of the provider's request.
+        """
+        if not self.entry.drop_params:
+            raise InvalidRequestError(
+                f"parameter '{name}' is not supported by model '{request.model}' "
+                f"(provider {self.entry.provider}); remove it or set drop_params: true",
+                param=name,
+                code="unsupported_parameter",
+            )
 
     def unsupported(self, model: str, what: str) -> InvalidRequestError:
         return InvalidRequestError(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,9 +38,40 @@ from ..errors import (
 from ..types import ChatRequest, ChatResponse, UpstreamReply, UpstreamRequest, Usage
 from ..upstream.eventstream import ERROR_PREFIX, EXCEPTION_PREFIX, EventStreamDecoder
 from ..upstream.sigv4 import Signer, encode_label, host_header
+from ._translate import (
+    ChunkStream,
+    arguments_delta,
+    assistant_message,
+    body_snippet,
+    chat_response,
+    choice,
+    clamp,
+    content_parts,
+    error_json,
+    event_json,
+    image_url,
+    int_or_zero,
+    invalid_tool_choice,
+    iter_function_tools,
+    iter_messages,
+    iter_tool_calls,
+    json_schema,
+    max_tokens,
+    named_function,
+    object_schema,
+    parse_data_url,
+    part_text,
+    reply_json,
+    requested,
+    stop_sequences,
+    tool_arguments,
+    tool_call,
+    tool_call_delta,
+    tool_call_id,
+    usage_with_cache,
+)
 from .base import (
     CHAT,
-    DONE_FRAME,
     JSON_MODE,
     JSON_SCHEMA,
     STREAM,
@@ -50,9 +80,7 @@ from .base import (
     Adapter,
     StreamDecoder,
     StreamTranslator,
-    loads_lenient,
     retry_hint_headers,
-    sse_frame,
 )
 
 if TYPE_CHECKING:
@@ -94,11 +122,11 @@ _ERROR_STATUS = {
     "ServiceUnavailableException": 503,
 }
 
-# OpenAI parameters Converse cannot honour. A neutral value (false, 0, {}) asks for nothing and is
-# dropped rather than refused; `seed` has no neutral value. `parallel_tool_calls: false` is
+# OpenAI parameters Converse cannot honour. A neutral value (n: 1, false, 0, {}) asks for nothing
+# and is dropped rather than refused; `seed` has no neutral value. `parallel_tool_calls: false` is
 # refused too: Converse has no switch for it and the model would still call several tools.
 _UNSUPPORTED = (
-    "logprobs", "top_logprobs", "logit_bias", "frequency_penalty", "presence_penalty", "seed",
+    "n", "logprobs", "top_logprobs", "logit_bias", "frequency_penalty", "presence_penalty", "seed",
     "audio", "modalities", "prediction", "web_search_options", "reasoning_effort", "functions",
     "function_call",
 )  # fmt: skip
@@ -128,25 +156,18 @@ _JSON_TOOL = "json_response"
 _JSON_TOOL_DESCRIPTION = "Respond with a JSON value that matches this tool's input schema."
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def _finish_reason(stop_reason: Any) -> str:
     return _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
 def _usage(raw: Any) -> Usage | None:
     """Bedrock usage -> ours; its `inputTokens` excludes cache reads and writes, ours includes them."""
-    if not isinstance(raw, dict):
-        return None
-    cache_read = _int(raw.get("cacheReadInputTokens"))
-    cache_write = _int(raw.get("cacheWriteInputTokens"))
-    return Usage(
-        prompt_tokens=_int(raw.get("inputTokens")) + cache_read + cache_write,
-        completion_tokens=_int(raw.get("outputTokens")),
-        cached_tokens=cache_read,
-        cache_write_tokens=cache_write,
+    return usage_with_cache(
+        raw,
+        input_key="inputTokens",
+        output_key="outputTokens",
+        cache_read_key="cacheReadInputTokens",
+        cache_write_key="cacheWriteInputTokens",
     )
 
 
@@ -159,18 +180,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
-
-
-def _openai_error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 403:
-        return "permission_error"
-    if status == 429:
-        return "rate_limit_error"
-    if 400 <= status < 500:
-        return "invalid_request_error"
-    return "api_error"
 
 
 def _error_name(raw: str | None) -> str | None:
@@ -189,7 +198,10 @@ def _error_name(raw: str | None) -> str | None:
 def _aws_error(
     name: str | None, message: str | None, status: int, headers: Mapping[str, str]
 ) -> UpstreamStatusError:
-    """An AWS error as ours; `code` is the AWS exception name, the message is kept as sent."""
+    """An AWS error as ours; `code` is the AWS exception name, the message is kept as sent.
+
+    The OpenAI error type follows from the status (errors.py), as for every non-OpenAI provider.
+    """
     # 424 (ModelErrorException, ModelStreamErrorException) means the model failed while answering:
     # a provider-side failure, so the caller sees 502 rather than an unexpected 424.
     reported = 500 if status == 424 else status
@@ -197,7 +209,6 @@ def _aws_error(
     return UpstreamStatusError(
         text,
         upstream_status=reported,
-        upstream_type=_openai_error_type(reported),
         code=name,
         headers=retry_hint_headers(headers),
     )
@@ -240,14 +251,7 @@ def tool_use_id(call_id: str) -> str:
 
 def _text_blocks_of_part(part: Any, where: str) -> list[dict[str, Any]]:
     """A text (or refusal) part -> a text block, plus a cache point when the part asks for one."""
-    if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
-        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-        raise InvalidRequestError(
-            f"{where}.type: content part {kind!r} is not supported here", param=f"{where}.type"
-        )
-    text = part.get("text") if part["type"] == "text" else part.get("refusal")
-    if not isinstance(text, str):
-        raise InvalidRequestError(f"{where}: a text part needs a string 'text'", param=where)
+    text = part_text(part, where)
     blocks: list[dict[str, Any]] = [{"text": text}] if text else []  # Bedrock rejects blank text
     # Anthropic-style `cache_control` marks a prompt-cache breakpoint: Converse's cachePoint block.
     if part.get("cache_control") is not None:
@@ -261,22 +265,15 @@ def _text_blocks(content: Any, where: str) -> list[dict[str, Any]]:
         return []
     if isinstance(content, str):
         return [{"text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequestError(
-            f"{where}.content must be a string or an array of parts", param=f"{where}.content"
-        )
     blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        blocks.extend(_text_blocks_of_part(part, f"{where}.content[{j}]"))
+    for at, part in content_parts(content, where):
+        blocks.extend(_text_blocks_of_part(part, at))
     return blocks
 
 
 def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
     at = f"{where}.image_url.url"
-    if not isinstance(url, str):
-        raise InvalidRequestError(f"{at} must be a string", param=at)
+    url, _ = image_url(part, at)
     if url.startswith(("http://", "https://")):
         # Converse takes image bytes or S3 locations only, and the gateway never fetches user URLs.
         raise InvalidRequestError(
@@ -287,12 +284,8 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
         )
     if not url.startswith("data:"):
         raise InvalidRequestError(f"{at} must be a base64 data URL", param=at)
-    header, comma, data = url[5:].partition(",")
-    if not comma or not header.endswith(";base64"):
-        raise InvalidRequestError(
-            f"{at}: a data URL must look like data:<media type>;base64,<data>", param=at
-        )
-    media_type = header.partition(";")[0].lower()
+    media_type, data = parse_data_url(url, at)
+    media_type = media_type.lower()
     image_format = _IMAGE_FORMATS.get(media_type)
     if image_format is None:
         raise InvalidRequestError(
@@ -306,28 +299,13 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     if isinstance(content, list):
         blocks: list[dict[str, Any]] = []
-        for j, part in enumerate(content):
+        for at, part in content_parts(content, where):
             if isinstance(part, dict) and part.get("type") == "image_url":
-                blocks.append(_image_block(part, f"{where}.content[{j}]"))
+                blocks.append(_image_block(part, at))
             else:
-                blocks.extend(_text_blocks_of_part(part, f"{where}.content[{j}]"))
+                blocks.extend(_text_blocks_of_part(part, at))
         return blocks
     return _text_blocks(content, where)
-
-
-def _tool_input(arguments: Any, where: str) -> dict[str, Any]:
-    """OpenAI's JSON-string arguments -> Converse's `input` object."""
-    if isinstance(arguments, dict):
-        return arguments
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}  # models emit "" for functions without parameters
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str | bytes) else None
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"{where} is not valid JSON", param=where) from exc
-    if not isinstance(parsed, dict):
-        raise InvalidRequestError(f"{where} must be a JSON object", param=where)
-    return parsed
 
 
 def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
@@ -335,46 +313,29 @@ def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any
     tool_calls = message.get("tool_calls")
     if tool_calls is None:
         return blocks
-    if not isinstance(tool_calls, list):
-        raise InvalidRequestError(f"{where}.tool_calls must be an array", param=f"{where}.tool_calls")
-    for k, call in enumerate(tool_calls):
-        at = f"{where}.tool_calls[{k}]"
-        if not isinstance(call, dict):
-            raise InvalidRequestError(f"{at} must be an object", param=at)
-        function = call.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError(f"{at}.function.name is required", param=f"{at}.function.name")
-        call_id = call.get("id")
-        if not isinstance(call_id, str) or not call_id:
-            raise InvalidRequestError(f"{at}.id is required", param=f"{at}.id")
+    for call in iter_tool_calls(tool_calls, where):
+        if not isinstance(call.id, str) or not call.id:
+            raise InvalidRequestError(f"{call.at}.id is required", param=f"{call.at}.id")
         tool_use = {
-            "toolUseId": tool_use_id(call_id),
-            "name": function["name"],
-            "input": _tool_input(function.get("arguments"), f"{at}.function.arguments"),
+            "toolUseId": tool_use_id(call.id),
+            "name": call.name,
+            "input": tool_arguments(call.arguments, f"{call.at}.function.arguments"),
         }
         blocks.append({"toolUse": tool_use})
     return blocks
 
 
 def _tool_result_block(message: dict[str, Any], where: str) -> dict[str, Any]:
-    call_id = message.get("tool_call_id")
-    if not isinstance(call_id, str) or not call_id:
-        raise InvalidRequestError(f"{where}.tool_call_id is required", param=f"{where}.tool_call_id")
+    call_id = tool_call_id(message, where, allow_empty=False)
     content = [block for block in _text_blocks(message.get("content"), where) if "text" in block]
     return {"toolResult": {"toolUseId": tool_use_id(call_id), "content": content}}
 
 
 def _translate_messages(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """OpenAI messages -> (Converse `system` blocks, alternating `messages`)."""
-    if not isinstance(messages, list):
-        raise InvalidRequestError("'messages' must be an array", param="messages")
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise InvalidRequestError(f"{where} must be an object", param=where)
-        role = message.get("role")
+    for where, message, role in iter_messages(messages):
         if role in ("system", "developer"):
             system.extend(_text_blocks(message.get("content"), where))
             continue
@@ -405,29 +366,14 @@ def _translate_messages(messages: Any) -> tuple[list[dict[str, Any]], list[dict[
 
 
 def _tool_specs(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise InvalidRequestError("'tools' must be an array", param="tools")
     out = []
-    for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise InvalidRequestError(
-                f"{where}.type: only function tools are supported", param=f"{where}.type"
-            )
-        function = tool.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError(f"{where}.function.name is required", param=f"{where}.function.name")
-        spec: dict[str, Any] = {"name": function["name"]}
-        description = function.get("description")
-        if isinstance(description, str) and description:
-            spec["description"] = description
-        schema = function.get("parameters")
-        if not isinstance(schema, dict) or not schema:
-            schema = {"type": "object", "properties": {}}
-        elif "type" not in schema:
-            schema = {"type": "object", **schema}  # Claude requires an explicit object schema
-        spec["inputSchema"] = {"json": schema}
-        if function.get("strict") is True:
+    for tool in iter_function_tools(tools):
+        spec: dict[str, Any] = {"name": tool.name}
+        if isinstance(tool.description, str) and tool.description:
+            spec["description"] = tool.description
+        # Claude requires an explicit object schema.
+        spec["inputSchema"] = {"json": object_schema(tool.parameters, typed=True)}
+        if tool.strict:
             spec["strict"] = True
         out.append({"toolSpec": spec})
     return out
@@ -441,14 +387,10 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
         return {"any": {}}
     if choice == "none":
         return None
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        function = choice.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        if isinstance(name, str):
-            return {"tool": {"name": name}}
-    raise InvalidRequestError(
-        "'tool_choice' must be 'auto', 'required', 'none' or a named function", param="tool_choice"
-    )
+    name = named_function(choice)
+    if name is not None:
+        return {"tool": {"name": name}}
+    raise invalid_tool_choice()
 
 
 def _history_tools(turns: list[dict[str, Any]]) -> list[str]:
@@ -475,13 +417,9 @@ def _json_tool(response_format: Any) -> tuple[str, dict[str, Any]] | None:
         return _JSON_TOOL, {"type": "object"}
     if kind != "json_schema":
         return None
-    spec = response_format.get("json_schema")
-    schema = spec.get("schema") if isinstance(spec, dict) else None
-    if not isinstance(schema, dict):
-        raise InvalidRequestError(
-            "response_format.json_schema.schema must be an object", param="response_format.json_schema.schema"
-        )
-    name = spec.get("name") if isinstance(spec, dict) else None
+    schema = json_schema(response_format)
+    spec = response_format["json_schema"]  # a dict: json_schema() found the schema in it
+    name = spec.get("name")
     if not isinstance(name, str) or not _TOOL_ID_RE.match(name):
         name = _JSON_TOOL
     return name, schema
@@ -491,7 +429,7 @@ def _json_tool(response_format: Any) -> tuple[str, dict[str, Any]] | None:
 # Stream: ConverseStream events -> OpenAI chunks
 
 
-class BedrockStream(StreamTranslator):
+class BedrockStream(ChunkStream):
     """One ConverseStream rebuilt as `chat.completion.chunk` frames (reference §5.5, §5.7).
 
     `messageStop` carries the finish reason but usage comes after it in `metadata`, so the stream
@@ -500,58 +438,16 @@ class BedrockStream(StreamTranslator):
     Anthropic adapter: OpenAI Chat has no standard field for them.
     """
 
-    __slots__ = (
-        "_blocks",
-        "_json_tool",
-        "_started",
-        "_stop_seen",
-        "created",
-        "id",
-        "include_usage",
-        "model",
-    )
+    __slots__ = ("_blocks", "_json_tool", "_started", "_stop_seen")
 
     def __init__(self, model: str, include_usage: bool, json_tool: str | None) -> None:
-        self.usage: Usage | None = None
-        self.finished = False
-        self.include_usage = include_usage
         # ConverseStream has no message id; one is minted per stream.
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
-        self.created = int(time.time())
-        self.model = model
+        super().__init__(f"chatcmpl-{uuid.uuid4().hex}", model, include_usage)
         self._json_tool = json_tool
         # contentBlockIndex -> OpenAI tool_calls index, or -1 for the JSON-mode tool (its input is text).
         self._blocks: dict[int, int] = {}
         self._started = False
         self._stop_seen = False
-
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
-        if self.include_usage:
-            chunk["usage"] = None  # as OpenAI does on every chunk but the usage one
-        return sse_frame(orjson.dumps(chunk))
-
-    def _closing(self) -> list[bytes]:
-        self.finished = True
-        frames: list[bytes] = []
-        if self.include_usage:
-            chunk = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": (self.usage or Usage()).to_openai(),
-            }
-            frames.append(sse_frame(orjson.dumps(chunk)))
-        frames.append(DONE_FRAME)
-        return frames
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         name = event.event
@@ -559,12 +455,7 @@ class BedrockStream(StreamTranslator):
             raise self._stream_error(name, event.data)
         if self.finished:
             return []
-        try:
-            payload = loads_lenient(event.data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider sent a stream event that is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise UpstreamProtocolError("the provider sent a stream event that is not a JSON object")
+        payload = event_json(event.data)
         if name == "contentBlockDelta":
             return self._block_delta(payload)
         if name == "contentBlockStart":
@@ -573,7 +464,7 @@ class BedrockStream(StreamTranslator):
             if self._started:
                 return []
             self._started = True
-            return [self._chunk({"role": "assistant", "content": ""})]
+            return [self.chunk({"role": "assistant", "content": ""})]
         if name == "messageStop":
             stop_reason = payload.get("stopReason")
             if stop_reason in _MALFORMED:
@@ -582,19 +473,19 @@ class BedrockStream(StreamTranslator):
             finish = _finish_reason(stop_reason)
             if finish == "tool_calls" and self._json_tool is not None and -1 in self._blocks.values():
                 finish = "stop"  # the forced JSON tool answered: to the caller that is a text reply
-            return [self._chunk({}, finish)]
+            return [self.chunk({}, finish)]
         if name == "metadata":
             self.usage = _usage(payload.get("usage"))
             if not self._stop_seen:
                 return []  # usage before messageStop: keep reading for the stop reason
-            return self._closing()
+            return self.closing()
         return []  # contentBlockStop, and event types added after this was written
 
     def finish(self) -> list[bytes]:
         if self.finished:
             return []
         if self._stop_seen:
-            return self._closing()  # the body ended after messageStop without a metadata event
+            return self.closing()  # the body ended after messageStop without a metadata event
         raise UpstreamProtocolError("the provider ended the stream before it was complete")
 
     def _block_start(self, payload: dict[str, Any]) -> list[bytes]:
@@ -602,20 +493,14 @@ class BedrockStream(StreamTranslator):
         tool_use = start.get("toolUse") if isinstance(start, dict) else None
         if not isinstance(tool_use, dict):
             return []
-        index = _int(payload.get("contentBlockIndex"))
+        index = int_or_zero(payload.get("contentBlockIndex"))
         name = tool_use.get("name")
         if self._json_tool is not None and name == self._json_tool:
             self._blocks[index] = -1
             return []
         k = sum(1 for value in self._blocks.values() if value >= 0)
         self._blocks[index] = k
-        call = {
-            "index": k,
-            "id": tool_use.get("toolUseId"),
-            "type": "function",
-            "function": {"name": name, "arguments": ""},
-        }
-        return [self._chunk({"tool_calls": [call]})]
+        return [self.chunk({"tool_calls": [tool_call_delta(k, tool_use.get("toolUseId"), name)]})]
 
     def _block_delta(self, payload: dict[str, Any]) -> list[bytes]:
         delta = payload.get("delta")
@@ -623,26 +508,23 @@ class BedrockStream(StreamTranslator):
             return []
         text = delta.get("text")
         if isinstance(text, str):
-            return [self._chunk({"content": text})] if text else []
+            return [self.chunk({"content": text})] if text else []
         tool_use = delta.get("toolUse")
         if isinstance(tool_use, dict):
-            k = self._blocks.get(_int(payload.get("contentBlockIndex")))
+            k = self._blocks.get(int_or_zero(payload.get("contentBlockIndex")))
             fragment = tool_use.get("input")
             if k is None or not isinstance(fragment, str) or not fragment:
                 return []
             if k < 0:
-                return [self._chunk({"content": fragment})]
-            return [self._chunk({"tool_calls": [{"index": k, "function": {"arguments": fragment}}]})]
+                return [self.chunk({"content": fragment})]
+            return [self.chunk({"tool_calls": [arguments_delta(k, fragment)]})]
         return []  # reasoningContent, citation, image: see the class docstring
 
     @staticmethod
     def _stream_error(name: str, data: bytes) -> GatewayError:
         """An exception (or error) frame inside a 200 stream -> our error with the matching status."""
         aws_name = _error_name(name.partition(":")[2])
-        try:
-            body: Any = loads_lenient(data) if data.strip() else None
-        except orjson.JSONDecodeError:
-            body = None
+        body = error_json(data)
         message = _body_message(body)
         if message is None and isinstance(body, dict) and isinstance(body.get("originalMessage"), str):
             message = body["originalMessage"]
@@ -766,15 +648,6 @@ class BedrockAdapter(Adapter):
         headers = self.signer.sign(request.method, request.url, request.headers, request.body)
         return UpstreamRequest(request.method, request.url, headers, request.body)
 
-    def _refuse(self, request: ChatRequest, name: str) -> None:
-        if not self.entry.drop_params:
-            raise InvalidRequestError(
-                f"parameter '{name}' is not supported by model '{request.model}' "
-                f"(provider bedrock); remove it or set drop_params: true",
-                param=name,
-                code="unsupported_parameter",
-            )
-
     def build_request(self, request: ChatRequest) -> UpstreamRequest:
         url = self.stream_url if request.stream else self.url
         return UpstreamRequest("POST", url, self.headers, orjson.dumps(self.translate_body(request)))
@@ -790,15 +663,10 @@ class BedrockAdapter(Adapter):
     def translate_body(self, request: ChatRequest) -> dict[str, Any]:
         """The Converse request body for an OpenAI Chat Completions body; `request.body` is not modified."""
         body = request.body
-        n = body.get("n")
-        if isinstance(n, int) and n > 1:
-            self._refuse(request, "n")
-        for name in _UNSUPPORTED:
-            value = body.get(name)
-            if value is not None and (name == "seed" or value):
-                self._refuse(request, name)
+        for name in requested(body, _UNSUPPORTED):
+            self.refuse(request, name)
         if body.get("parallel_tool_calls") is False and body.get("tools"):
-            self._refuse(request, "parallel_tool_calls")
+            self.refuse(request, "parallel_tool_calls")
 
         system, messages = _translate_messages(body.get("messages"))
         out: dict[str, Any] = {"messages": messages}
@@ -806,26 +674,17 @@ class BedrockAdapter(Adapter):
             out["system"] = system
 
         inference: dict[str, Any] = {}
-        max_tokens = body.get("max_completion_tokens")
-        if max_tokens is None:
-            max_tokens = body.get("max_tokens")
-        if max_tokens is None:
-            max_tokens = self.entry.default_max_tokens  # else the model's own default applies
-        if max_tokens is not None:
-            inference["maxTokens"] = max_tokens
-        temperature = body.get("temperature")
-        if isinstance(temperature, int | float) and not isinstance(temperature, bool):
+        limit = max_tokens(body, self.entry.default_max_tokens)  # else the model's own default applies
+        if limit is not None:
+            inference["maxTokens"] = limit
+        if body.get("temperature") is not None:
             # OpenAI's range is 0-2, Converse's 0-1: clamp rather than scale, so 0.7 means the same.
-            inference["temperature"] = min(max(temperature, 0), 1)
-        elif temperature is not None:
-            inference["temperature"] = temperature  # not a number: let the provider say so
+            inference["temperature"] = clamp(body["temperature"], 0, 1)
         if body.get("top_p") is not None:
             inference["topP"] = body["top_p"]
-        stop = body.get("stop")
-        if isinstance(stop, str):
-            inference["stopSequences"] = [stop]
-        elif isinstance(stop, list) and stop:
-            inference["stopSequences"] = list(stop)
+        stop = stop_sequences(body)
+        if stop is not None:
+            inference["stopSequences"] = stop
         if inference:
             out["inferenceConfig"] = inference
 
@@ -843,7 +702,7 @@ class BedrockAdapter(Adapter):
         choice = _tool_choice(body["tool_choice"]) if body.get("tool_choice") is not None else None
         json_tool = _json_tool(body.get("response_format"))
         if json_tool is not None and tools:
-            self._refuse(request, "response_format")  # cannot force the JSON tool and offer others
+            self.refuse(request, "response_format")  # cannot force the JSON tool and offer others
             json_tool = None
         if json_tool is not None:
             name, schema = json_tool
@@ -867,10 +726,7 @@ class BedrockAdapter(Adapter):
         return config
 
     def parse_response(self, request: ChatRequest, reply: UpstreamReply) -> ChatResponse:
-        try:
-            body = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
+        body = reply_json(reply)
         output = body.get("output") if isinstance(body, dict) else None
         message = output.get("message") if isinstance(output, dict) else None
         content = message.get("content") if isinstance(message, dict) else None
@@ -896,46 +752,25 @@ class BedrockAdapter(Adapter):
                 if json_tool is not None and tool_use.get("name") == json_tool:
                     texts.append(arguments)
                     continue
-                tool_calls.append(
-                    {
-                        "id": tool_use.get("toolUseId"),
-                        "type": "function",
-                        "function": {"name": tool_use.get("name"), "arguments": arguments},
-                    }
-                )
+                tool_calls.append(tool_call(tool_use.get("toolUseId"), tool_use.get("name"), arguments))
             # reasoningContent, citationsContent, ...: no OpenAI field (see BedrockStream).
         finish = _finish_reason(stop_reason)
         if finish == "tool_calls" and not tool_calls:
             finish = "stop"  # the forced JSON tool answered
-        result: dict[str, Any] = {
-            "role": "assistant",
-            "content": None if tool_calls and not texts else "".join(texts),
-            "refusal": None,
-        }
-        if tool_calls:
-            result["tool_calls"] = tool_calls
-        usage = _usage(body.get("usage"))
         request_id = _header(reply.headers, "x-amzn-requestid")
-        response: dict[str, Any] = {
+        return chat_response(
             # Bedrock replies carry no id; its request id is what AWS logs and support know.
-            "id": f"chatcmpl-{request_id or uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.model_id,
-            "choices": [{"index": 0, "message": result, "logprobs": None, "finish_reason": finish}],
-        }
-        if usage is not None:
-            response["usage"] = usage.to_openai()
-        return ChatResponse(content=orjson.dumps(response), usage=usage, finish_reason=finish)
+            f"chatcmpl-{request_id or uuid.uuid4().hex}",
+            self.model_id,
+            [choice(assistant_message(texts, tool_calls), finish)],
+            _usage(body.get("usage")),
+        )
 
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
         return BedrockStream(self.model_id, request.include_usage, self._json_tool_name(request))
 
     def map_error(self, reply: UpstreamReply) -> GatewayError:
-        try:
-            body: Any = loads_lenient(reply.body) if reply.body.strip() else None
-        except orjson.JSONDecodeError:
-            body = None
+        body = error_json(reply.body)
         name = _error_name(_header(reply.headers, "x-amzn-errortype"))
         if name is None and isinstance(body, dict):
             raw = body.get("__type") or body.get("code")
@@ -943,7 +778,7 @@ class BedrockAdapter(Adapter):
         message = _body_message(body)
         if message is None and not isinstance(body, dict):
             # A proxy or load balancer answered instead of the API (HTML, plain text, nothing).
-            text = " ".join(reply.body[:1000].decode("utf-8", "replace").split())[:300]
+            text = body_snippet(reply.body)
             if text:
                 message = f"the provider returned HTTP {reply.status}: {text}"
         return _aws_error(name, message, reply.status, reply.headers)

@@ -13,7 +13,6 @@ parameters Cohere has no equivalent for get a 400 naming them, or are dropped wi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,16 +28,41 @@ from ..types import (
     UpstreamRequest,
     Usage,
 )
-from .base import (
-    ALL_CHAT,
-    DONE_FRAME,
-    EMBEDDINGS,
-    Adapter,
-    StreamTranslator,
-    loads_lenient,
-    retry_hint_headers,
-    sse_frame,
+from ._translate import (
+    ChunkStream,
+    arguments_delta,
+    assistant_message,
+    chat_response,
+    choice,
+    clamp,
+    content_parts,
+    error_json,
+    event_json,
+    image_url,
+    invalid_response_format_type,
+    invalid_tool_choice,
+    iter_function_tools,
+    iter_messages,
+    iter_tool_calls,
+    json_schema,
+    max_tokens,
+    named_function,
+    not_an_image_url,
+    object_schema,
+    parse_data_url,
+    part_text,
+    proxy_message,
+    reply_json,
+    requested,
+    require_text_inputs,
+    response_format_object,
+    stop_sequences,
+    tool_call,
+    tool_call_delta,
+    tool_call_id,
+    unsupported_role,
 )
+from .base import ALL_CHAT, EMBEDDINGS, Adapter, StreamTranslator, retry_hint_headers
 
 if TYPE_CHECKING:
     from ..config.schema import ModelEntry
@@ -58,9 +82,9 @@ _FINISH_REASONS = {
 }
 _FAILED = {"ERROR": 500, "TIMEOUT": 504}
 
-# OpenAI parameters with no Cohere equivalent we translate. A neutral value (false, 0, {}) asks
-# for nothing, so it is dropped rather than refused.
-_UNSUPPORTED = ("logprobs", "top_logprobs", "logit_bias")
+# OpenAI parameters with no Cohere equivalent we translate. A neutral value (n: 1, false, 0, {})
+# asks for nothing, so it is dropped rather than refused.
+_UNSUPPORTED = ("n", "logprobs", "top_logprobs", "logit_bias")
 # Cohere-only keys a caller may send through the OpenAI SDK's `extra_body`; forwarded as given.
 _NATIVE_KEYS = ("documents", "citation_options", "safety_mode", "thinking", "strict_tools")
 
@@ -96,22 +120,13 @@ def _usage(raw: Any) -> Usage | None:
     )
 
 
-def _openai_error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 403:
-        return "permission_error"
-    if status == 429:
-        return "rate_limit_error"
-    if 400 <= status < 500:
-        return "invalid_request_error"
-    return "api_error"
-
-
 def _error_from_body(
     body: Any, status: int, headers: Mapping[str, str], fallback: str | None = None
 ) -> UpstreamStatusError:
-    """Cohere's `{"id", "message"}` (or `{"data": ...}` on some 429s) -> UpstreamStatusError."""
+    """Cohere's `{"id", "message"}` (or `{"data": ...}` on some 429s) -> UpstreamStatusError.
+
+    The OpenAI error type follows from the status (errors.py), as for every non-OpenAI provider.
+    """
     message: str | None = None
     if isinstance(body, dict):
         for key in ("message", "data", "error"):
@@ -124,7 +139,6 @@ def _error_from_body(
     return UpstreamStatusError(
         message or fallback or f"the provider returned HTTP {status}",
         upstream_status=status,
-        upstream_type=_openai_error_type(status),
         headers=retry_hint_headers(headers),
     )
 
@@ -143,32 +157,15 @@ def _generation_failed(reason: str, error: Any) -> UpstreamStatusError:
 # Request: OpenAI messages -> Cohere v2 messages
 
 
-def _text(part: Any, where: str) -> str:
-    """The text of an OpenAI text (or refusal) part; anything else is a 400 naming the part."""
-    if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
-        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-        raise InvalidRequestError(
-            f"{where}.type: content part {kind!r} is not supported here", param=f"{where}.type"
-        )
-    text = part.get("text") if part["type"] == "text" else part.get("refusal")
-    if not isinstance(text, str):
-        raise InvalidRequestError(f"{where}: a text part needs a string 'text'", param=where)
-    return text
-
-
 def _text_content(content: Any, where: str) -> str | list[dict[str, Any]]:
     """String or text parts (system, assistant, tool content) -> Cohere string or text items."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    if not isinstance(content, list):
-        raise InvalidRequestError(
-            f"{where}.content must be a string or an array of parts", param=f"{where}.content"
-        )
     items = []
-    for j, part in enumerate(content):
-        text = _text(part, f"{where}.content[{j}]")
+    for at, part in content_parts(content, where):
+        text = part_text(part, at)
         if text:
             items.append({"type": "text", "text": text})
     return items
@@ -179,22 +176,12 @@ def _plain_text(content: str | list[dict[str, Any]]) -> str:
 
 
 def _image_item(part: dict[str, Any], where: str) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str):
-        raise InvalidRequestError(f"{where}.image_url.url must be a string", param=f"{where}.image_url.url")
+    at = f"{where}.image_url.url"
+    url, image = image_url(part, at)
     if url.startswith("data:"):
-        header, comma, _ = url[5:].partition(",")
-        if not comma or not header.endswith(";base64"):
-            raise InvalidRequestError(
-                f"{where}.image_url.url: a data URL must look like data:<media type>;base64,<data>",
-                param=f"{where}.image_url.url",
-            )
+        parse_data_url(url, at)  # checked only: Cohere takes the data URL as it is
     elif not url.startswith(("http://", "https://")):
-        raise InvalidRequestError(
-            f"{where}.image_url.url must be an http(s) URL or a base64 data URL",
-            param=f"{where}.image_url.url",
-        )
+        raise not_an_image_url(at)
     # Cohere fetches http(s) URLs itself, like OpenAI; the gateway never does.
     out: dict[str, Any] = {"url": url}
     if isinstance(image, dict) and isinstance(image.get("detail"), str):
@@ -206,12 +193,11 @@ def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
     if not isinstance(content, list):
         return _text_content(content, where)
     items = []
-    for j, part in enumerate(content):
-        at = f"{where}.content[{j}]"
+    for at, part in content_parts(content, where):
         if isinstance(part, dict) and part.get("type") == "image_url":
             items.append(_image_item(part, at))
         else:
-            text = _text(part, at)
+            text = part_text(part, at)
             if text:
                 items.append({"type": "text", "text": text})
     return items
@@ -239,27 +225,12 @@ def _assistant(message: dict[str, Any], where: str) -> dict[str, Any] | None:
         if not content:
             return None  # an empty assistant turn says nothing; Cohere rejects empty content
         return {"role": "assistant", "content": content}
-    if not isinstance(tool_calls, list):
-        raise InvalidRequestError(f"{where}.tool_calls must be an array", param=f"{where}.tool_calls")
     calls = []
-    for k, call in enumerate(tool_calls):
-        at = f"{where}.tool_calls[{k}]"
-        if not isinstance(call, dict):
-            raise InvalidRequestError(f"{at} must be an object", param=at)
-        function = call.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError(f"{at}.function.name is required", param=f"{at}.function.name")
-        call_id = call.get("id")
-        if not isinstance(call_id, str):
-            raise InvalidRequestError(f"{at}.id is required", param=f"{at}.id")
-        arguments = _arguments(function.get("arguments"), f"{at}.function.arguments")
-        calls.append(
-            {
-                "id": call_id,
-                "type": "function",
-                "function": {"name": function["name"], "arguments": arguments},
-            }
-        )
+    for call in iter_tool_calls(tool_calls, where):
+        if not isinstance(call.id, str):
+            raise InvalidRequestError(f"{call.at}.id is required", param=f"{call.at}.id")
+        arguments = _arguments(call.arguments, f"{call.at}.function.arguments")
+        calls.append(tool_call(call.id, call.name, arguments))
     out: dict[str, Any] = {"role": "assistant", "tool_calls": calls}
     plan = _plain_text(content)
     if plan:
@@ -269,21 +240,13 @@ def _assistant(message: dict[str, Any], where: str) -> dict[str, Any] | None:
 
 
 def _tool(message: dict[str, Any], where: str) -> dict[str, Any]:
-    call_id = message.get("tool_call_id")
-    if not isinstance(call_id, str):
-        raise InvalidRequestError(f"{where}.tool_call_id is required", param=f"{where}.tool_call_id")
+    call_id = tool_call_id(message, where)
     return {"role": "tool", "tool_call_id": call_id, "content": _text_content(message.get("content"), where)}
 
 
 def _translate_messages(messages: Any) -> list[dict[str, Any]]:
-    if not isinstance(messages, list):
-        raise InvalidRequestError("'messages' must be an array of message objects", param="messages")
     out: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise InvalidRequestError(f"{where} must be an object", param=where)
-        role = message.get("role")
+    for where, message, role in iter_messages(messages):
         if role in ("system", "developer"):
             out.append({"role": "system", "content": _text_content(message.get("content"), where)})
         elif role == "user":
@@ -295,57 +258,33 @@ def _translate_messages(messages: Any) -> list[dict[str, Any]]:
         elif role == "tool":
             out.append(_tool(message, where))
         else:
-            raise InvalidRequestError(f"{where}.role: unsupported role {role!r}", param=f"{where}.role")
+            raise unsupported_role(role, where)
     return out
 
 
 def _tools(tools: Any) -> tuple[list[dict[str, Any]], bool]:
     """OpenAI tools -> Cohere tools (same shape, without `strict`), and whether any asked for strict."""
-    if not isinstance(tools, list):
-        raise InvalidRequestError("'tools' must be an array", param="tools")
     out = []
     strict = False
-    for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise InvalidRequestError(
-                f"{where}.type: only function tools are supported", param=f"{where}.type"
-            )
-        function = tool.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError(f"{where}.function.name is required", param=f"{where}.function.name")
-        entry: dict[str, Any] = {"name": function["name"]}
-        if function.get("description") is not None:
-            entry["description"] = function["description"]
-        schema = function.get("parameters")
-        entry["parameters"] = (
-            schema if isinstance(schema, dict) and schema else {"type": "object", "properties": {}}
-        )
-        strict = strict or function.get("strict") is True
+    for tool in iter_function_tools(tools):
+        entry: dict[str, Any] = {"name": tool.name}
+        if tool.description is not None:
+            entry["description"] = tool.description
+        entry["parameters"] = object_schema(tool.parameters)
+        strict = strict or tool.strict
         out.append({"type": "function", "function": entry})
     return out, strict
 
 
 def _response_format(value: Any) -> dict[str, Any] | None:
-    if not isinstance(value, dict):
-        raise InvalidRequestError("'response_format' must be an object", param="response_format")
-    kind = value.get("type")
+    kind = response_format_object(value).get("type")
     if kind == "text":
         return None
     if kind == "json_object":
         return {"type": "json_object"}
     if kind == "json_schema":
-        spec = value.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if not isinstance(schema, dict):
-            raise InvalidRequestError(
-                "response_format.json_schema.schema must be an object",
-                param="response_format.json_schema.schema",
-            )
-        return {"type": "json_object", "json_schema": schema}
-    raise InvalidRequestError(
-        "response_format.type must be 'text', 'json_object' or 'json_schema'", param="response_format.type"
-    )
+        return {"type": "json_object", "json_schema": json_schema(value)}
+    raise invalid_response_format_type()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,7 +297,7 @@ def _delta_message(payload: dict[str, Any]) -> dict[str, Any]:
     return message if isinstance(message, dict) else {}
 
 
-class CohereStream(StreamTranslator):
+class CohereStream(ChunkStream):
     """One v2 chat stream rebuilt as `chat.completion.chunk` frames.
 
     Cohere numbers tool calls with the event's `index`; OpenAI's index is the call's position in
@@ -366,47 +305,25 @@ class CohereStream(StreamTranslator):
     is dropped: OpenAI Chat has no standard field for it.
     """
 
-    __slots__ = ("_finish_sent", "_started", "_tool_index", "created", "id", "include_usage", "model")
+    __slots__ = ("_finish_sent", "_started", "_tool_index")
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.usage: Usage | None = None
-        self.finished = False
-        self.include_usage = include_usage
-        self.id = "cohere-unknown"  # replaced by message-start's id
-        self.created = int(time.time())
-        self.model = model
+        super().__init__("cohere-unknown", model, include_usage)  # the id is replaced by message-start's
         self._tool_index: dict[int, int] = {}
         self._started = False
         self._finish_sent = False
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
-        if self.include_usage:
-            chunk["usage"] = None  # as OpenAI does on every chunk but the usage one
-        return sse_frame(orjson.dumps(chunk))
-
     def _frames(self, delta: dict[str, Any]) -> list[bytes]:
         """Frames for one delta, opened by the role chunk if the provider skipped message-start."""
         if self._started:
-            return [self._chunk(delta)]
+            return [self.chunk(delta)]
         self._started = True
-        return [self._chunk({"role": "assistant", "content": ""}), self._chunk(delta)]
+        return [self.chunk({"role": "assistant", "content": ""}), self.chunk(delta)]
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         if self.finished or event.data[:6] == b"[DONE]":  # the SDK tolerates an OpenAI-style sentinel
             return []
-        try:
-            payload = loads_lenient(event.data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider sent a stream event that is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise UpstreamProtocolError("the provider sent a stream event that is not a JSON object")
+        payload = event_json(event.data)
         kind = payload.get("type") or event.event
         if kind in ("content-delta", "content-start"):
             content = _delta_message(payload).get("content")
@@ -424,14 +341,14 @@ class CohereStream(StreamTranslator):
             fragment = function.get("arguments") if isinstance(function, dict) else None
             if k is None or not isinstance(fragment, str) or not fragment:
                 return []
-            return self._frames({"tool_calls": [{"index": k, "function": {"arguments": fragment}}]})
+            return self._frames({"tool_calls": [arguments_delta(k, fragment)]})
         if kind == "message-start":
             if isinstance(payload.get("id"), str):
                 self.id = payload["id"]
             if self._started:
                 return []
             self._started = True
-            return [self._chunk({"role": "assistant", "content": ""})]
+            return [self.chunk({"role": "assistant", "content": ""})]
         if kind == "message-end":
             return self._end(payload)
         return []  # content-end, tool-call-end, citation-*, debug, and types added after this was written
@@ -445,15 +362,9 @@ class CohereStream(StreamTranslator):
         function = call.get("function")
         function = function if isinstance(function, dict) else {}
         arguments = function.get("arguments")
-        item = {
-            "index": k,
-            "id": call.get("id"),
-            "type": "function",
-            "function": {
-                "name": function.get("name"),
-                "arguments": arguments if isinstance(arguments, str) else "",
-            },
-        }
+        item = tool_call_delta(
+            k, call.get("id"), function.get("name"), arguments if isinstance(arguments, str) else ""
+        )
         return self._frames({"tool_calls": [item]})
 
     def _end(self, payload: dict[str, Any]) -> list[bytes]:
@@ -465,24 +376,12 @@ class CohereStream(StreamTranslator):
         reason = delta.get("finish_reason")
         if reason in _FAILED or delta.get("error"):
             raise _generation_failed(reason if reason in _FAILED else "ERROR", delta.get("error"))
-        self.finished = True
-        frames = [] if self._started else [self._chunk({"role": "assistant", "content": ""})]
+        frames = [] if self._started else [self.chunk({"role": "assistant", "content": ""})]
         finish = _finish_reason(reason)
         if self._tool_index and finish == "stop":
             finish = "tool_calls"
-        frames.append(self._chunk({}, finish))
-        if self.include_usage:
-            chunk = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": (self.usage or Usage()).to_openai(),
-            }
-            frames.append(sse_frame(orjson.dumps(chunk)))
-        frames.append(DONE_FRAME)
-        return frames
+        frames.append(self.chunk({}, finish))
+        return frames + self.closing()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,54 +409,32 @@ class CohereAdapter(Adapter):
         self.headers = headers
         self.model_id = entry.upstream_model
 
-    def _refuse(self, request: ChatRequest | EmbeddingsRequest, name: str) -> None:
-        if not self.entry.drop_params:
-            raise InvalidRequestError(
-                f"parameter '{name}' is not supported by model '{request.model}' "
-                f"(provider cohere); remove it or set drop_params: true",
-                param=name,
-                code="unsupported_parameter",
-            )
-
     def build_request(self, request: ChatRequest) -> UpstreamRequest:
         return UpstreamRequest("POST", self.url, self.headers, orjson.dumps(self.translate_body(request)))
 
     def translate_body(self, request: ChatRequest) -> dict[str, Any]:
         """The Cohere request body for an OpenAI Chat Completions body; `request.body` is not modified."""
         body = request.body
-        n = body.get("n")
-        if isinstance(n, int) and n > 1:
-            self._refuse(request, "n")
-        for name in _UNSUPPORTED:
-            if body.get(name):
-                self._refuse(request, name)
+        for name in requested(body, _UNSUPPORTED):
+            self.refuse(request, name)
         if body.get("parallel_tool_calls") is False and body.get("tools"):
-            self._refuse(request, "parallel_tool_calls")  # Cohere cannot be told to call one tool at most
+            self.refuse(request, "parallel_tool_calls")  # Cohere cannot be told to call one tool at most
 
         out: dict[str, Any] = {"model": self.model_id, "messages": _translate_messages(body.get("messages"))}
         if request.stream:
             out["stream"] = True
-        max_tokens = body.get("max_completion_tokens")
-        if max_tokens is None:
-            max_tokens = body.get("max_tokens")
-        if max_tokens is None:
-            max_tokens = self.entry.default_max_tokens
-        if max_tokens is not None:
-            out["max_tokens"] = max_tokens
+        limit = max_tokens(body, self.entry.default_max_tokens)
+        if limit is not None:
+            out["max_tokens"] = limit
         if body.get("temperature") is not None:
             out["temperature"] = body["temperature"]
-        top_p = body.get("top_p")
-        if isinstance(top_p, int | float) and not isinstance(top_p, bool):
-            out["p"] = min(max(top_p, _P_MIN), _P_MAX)
-        elif top_p is not None:
-            out["p"] = top_p  # not a number: let the provider say so
+        if body.get("top_p") is not None:
+            out["p"] = clamp(body["top_p"], _P_MIN, _P_MAX)
         if body.get("top_k") is not None:  # not OpenAI, but sent by callers who know their model
             out["k"] = body["top_k"]
-        stop = body.get("stop")
-        if isinstance(stop, str):
-            out["stop_sequences"] = [stop]
-        elif isinstance(stop, list) and stop:
-            out["stop_sequences"] = list(stop)
+        stop = stop_sequences(body)
+        if stop is not None:
+            out["stop_sequences"] = stop
         for name in ("seed", "frequency_penalty", "presence_penalty"):
             if body.get(name) is not None:
                 out[name] = body[name]
@@ -594,29 +471,21 @@ class CohereAdapter(Adapter):
                 raise InvalidRequestError("tool_choice 'required' needs 'tools'", param="tool_choice")
             out["tool_choice"] = "REQUIRED"
             return
-        if isinstance(choice, dict) and choice.get("type") == "function":
-            function = choice.get("function")
-            name = function.get("name") if isinstance(function, dict) else None
-            if isinstance(name, str):
-                # Cohere cannot name a tool; offering only that tool and requiring a call is the same.
-                chosen = [tool for tool in tools or [] if tool["function"]["name"] == name]
-                if not chosen:
-                    raise InvalidRequestError(
-                        f"tool_choice names function {name!r}, which is not in 'tools'",
-                        param="tool_choice.function.name",
-                    )
-                out["tools"] = chosen
-                out["tool_choice"] = "REQUIRED"
-                return
-        raise InvalidRequestError(
-            "'tool_choice' must be 'auto', 'required', 'none' or a named function", param="tool_choice"
-        )
+        name = named_function(choice)
+        if name is None:
+            raise invalid_tool_choice()
+        # Cohere cannot name a tool; offering only that tool and requiring a call is the same.
+        chosen = [tool for tool in tools or [] if tool["function"]["name"] == name]
+        if not chosen:
+            raise InvalidRequestError(
+                f"tool_choice names function {name!r}, which is not in 'tools'",
+                param="tool_choice.function.name",
+            )
+        out["tools"] = chosen
+        out["tool_choice"] = "REQUIRED"
 
     def parse_response(self, request: ChatRequest, reply: UpstreamReply) -> ChatResponse:
-        try:
-            body = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
+        body = reply_json(reply)
         if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
             raise UpstreamProtocolError("the provider's reply is not a v2 chat response")
         reason = body.get("finish_reason")
@@ -638,62 +507,33 @@ class CohereAdapter(Adapter):
             arguments = function.get("arguments")
             if not isinstance(arguments, str):
                 arguments = orjson.dumps(arguments if arguments is not None else {}).decode()
-            tool_calls.append(
-                {
-                    "id": call.get("id"),
-                    "type": "function",
-                    "function": {"name": function.get("name"), "arguments": arguments},
-                }
-            )
+            tool_calls.append(tool_call(call.get("id"), function.get("name"), arguments))
         plan = raw.get("tool_plan")
         if not texts and tool_calls and isinstance(plan, str) and plan:
             texts = [plan]
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": None if tool_calls and not texts else "".join(texts),
-            "refusal": None,
-        }
-        if tool_calls:
-            message["tool_calls"] = tool_calls
         finish = _finish_reason(reason)
         if tool_calls and finish == "stop":
             finish = "tool_calls"
-        usage = _usage(body.get("usage"))
-        response: dict[str, Any] = {
-            "id": body.get("id") or "cohere-unknown",  # kept as is: it is what Cohere's support knows
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.model_id,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-        }
-        if usage is not None:
-            response["usage"] = usage.to_openai()
-        return ChatResponse(content=orjson.dumps(response), usage=usage, finish_reason=finish)
+        return chat_response(
+            body.get("id") or "cohere-unknown",  # kept as is: it is what Cohere's support knows
+            self.model_id,
+            [choice(assistant_message(texts, tool_calls), finish)],
+            _usage(body.get("usage")),
+        )
 
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
         return CohereStream(self.model_id, request.include_usage)
 
     def map_error(self, reply: UpstreamReply) -> GatewayError:
-        try:
-            body: Any = loads_lenient(reply.body) if reply.body.strip() else None
-        except orjson.JSONDecodeError:
-            body = None
-        fallback = None
-        if not isinstance(body, dict):
-            # A proxy or load balancer answered instead of the API (HTML, plain text, nothing).
-            text = " ".join(reply.body[:1000].decode("utf-8", "replace").split())[:300]
-            fallback = f"the provider returned HTTP {reply.status}" + (f": {text}" if text else "")
+        body = error_json(reply.body)
+        # Not a dict: a proxy or load balancer answered instead of the API (HTML, plain text, nothing).
+        fallback = None if isinstance(body, dict) else proxy_message(reply.status, reply.body)
         return _error_from_body(body, reply.status, reply.headers, fallback)
 
     # -- embeddings ------------------------------------------------------------------------------
 
     def build_embeddings_request(self, request: EmbeddingsRequest) -> UpstreamRequest:
-        texts = request.inputs
-        if not all(isinstance(text, str) for text in texts):
-            raise InvalidRequestError(
-                f"model '{request.model}' (provider cohere) takes text input only, not token ids",
-                param="input",
-            )
+        texts = require_text_inputs(request, self.entry.provider)
         body = request.body
         input_type = body.get("input_type")
         out: dict[str, Any] = {
@@ -712,10 +552,7 @@ class CohereAdapter(Adapter):
     def parse_embeddings_response(
         self, request: EmbeddingsRequest, reply: UpstreamReply
     ) -> EmbeddingsResponse:
-        try:
-            body = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
+        body = reply_json(reply)
         embeddings = body.get("embeddings") if isinstance(body, dict) else None
         # `embeddings_by_type` (what we ask for) nests floats under "float"; the legacy shape is a list.
         vectors = embeddings.get("float") if isinstance(embeddings, dict) else embeddings

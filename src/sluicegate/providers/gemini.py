@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import math
 import secrets
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -34,16 +33,34 @@ from ..types import (
     UpstreamRequest,
     Usage,
 )
-from .base import (
-    ALL_CHAT,
-    DONE_FRAME,
-    EMBEDDINGS,
-    Adapter,
-    StreamTranslator,
-    loads_lenient,
-    retry_hint_headers,
-    sse_frame,
+from ._translate import (
+    ChunkStream,
+    assistant_message,
+    chat_response,
+    choice,
+    content_parts,
+    error_json,
+    event_json,
+    image_url,
+    int_or_zero,
+    invalid_response_format_type,
+    iter_function_tools,
+    iter_messages,
+    iter_tool_calls,
+    json_schema,
+    max_tokens,
+    named_function,
+    parse_data_url,
+    proxy_message,
+    reply_json,
+    requested,
+    stop_sequences,
+    tool_arguments,
+    tool_call,
+    tool_call_id,
+    unsupported_role,
 )
+from .base import ALL_CHAT, EMBEDDINGS, Adapter, StreamTranslator, retry_hint_headers
 
 if TYPE_CHECKING:
     from ..config.schema import ModelEntry
@@ -143,10 +160,6 @@ _STATUS_BY_NAME = {
 }
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def mint_call_id() -> str:
     """An OpenAI-style tool-call id for a Gemini function call that came without one."""
     return "call_" + secrets.token_hex(12)
@@ -161,29 +174,18 @@ def usage_from_metadata(raw: Any) -> Usage | None:
     """`usageMetadata` -> ours (reference §4.3): thoughts count as completion and as reasoning tokens."""
     if not isinstance(raw, dict):
         return None
-    thoughts = _int(raw.get("thoughtsTokenCount"))
+    thoughts = int_or_zero(raw.get("thoughtsTokenCount"))
     return Usage(
-        prompt_tokens=_int(raw.get("promptTokenCount")) + _int(raw.get("toolUsePromptTokenCount")),
-        completion_tokens=_int(raw.get("candidatesTokenCount")) + thoughts,
-        cached_tokens=_int(raw.get("cachedContentTokenCount")),
+        prompt_tokens=int_or_zero(raw.get("promptTokenCount"))
+        + int_or_zero(raw.get("toolUsePromptTokenCount")),
+        completion_tokens=int_or_zero(raw.get("candidatesTokenCount")) + thoughts,
+        cached_tokens=int_or_zero(raw.get("cachedContentTokenCount")),
         reasoning_tokens=thoughts,
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # Errors
-
-
-def _openai_error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 403:
-        return "permission_error"
-    if status == 429:
-        return "rate_limit_error"
-    if 400 <= status < 500:
-        return "invalid_request_error"
-    return "api_error"
 
 
 def _retry_delay_s(details: Any) -> int | None:
@@ -229,7 +231,8 @@ def google_error(
 
     The code is the ErrorInfo reason when there is one (it says more: API_KEY_INVALID), else the
     canonical status (RESOURCE_EXHAUSTED). A RetryInfo delay becomes `retry-after` when the
-    response has no such header, so the caller's SDK backs off as long as Google asked.
+    response has no such header, so the caller's SDK backs off as long as Google asked. The OpenAI
+    error type follows from the status (errors.py), as for every non-OpenAI provider.
     """
     if isinstance(body, list) and len(body) == 1:
         body = body[0]  # some Google front ends wrap the error in a one-element array
@@ -250,7 +253,6 @@ def google_error(
     return UpstreamStatusError(
         message or fallback or f"the provider returned HTTP {status}",
         upstream_status=status,
-        upstream_type=_openai_error_type(status),
         code=code,
         headers=kept,
     )
@@ -270,14 +272,8 @@ def _status_of(error: Any) -> int:
 
 def map_reply_error(reply: UpstreamReply) -> GatewayError:
     """A non-2xx Google reply -> our tree, with a readable message when a proxy answered instead."""
-    try:
-        body: Any = loads_lenient(reply.body) if reply.body.strip() else None
-    except orjson.JSONDecodeError:
-        body = None
-    fallback = None
-    if not is_google_error(body):
-        text = " ".join(reply.body[:1000].decode("utf-8", "replace").split())[:300]
-        fallback = f"the provider returned HTTP {reply.status}" + (f": {text}" if text else "")
+    body = error_json(reply.body)
+    fallback = None if is_google_error(body) else proxy_message(reply.status, reply.body)
     return google_error(body, reply.status, reply.headers, fallback)
 
 
@@ -286,7 +282,11 @@ def map_reply_error(reply: UpstreamReply) -> GatewayError:
 
 
 def _text_part(part: Any, at: str) -> str:
-    """The text of one OpenAI text (or refusal) part."""
+    """The text of one OpenAI text (or refusal) part.
+
+    Not `_translate.part_text`: Gemini's 400 for another part type names the part as its `param`,
+    where the other adapters name `<part>.type`.
+    """
     kind = part.get("type") if isinstance(part, dict) else None
     if kind not in ("text", "refusal"):
         shown = kind if isinstance(part, dict) else type(part).__name__
@@ -303,11 +303,7 @@ def _text_of_parts(content: Any, where: str) -> list[str]:
         return []
     if isinstance(content, str):
         return [content] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequestError(
-            f"{where}.content must be a string or an array of parts", param=f"{where}.content"
-        )
-    texts = (_text_part(part, f"{where}.content[{j}]") for j, part in enumerate(content))
+    texts = (_text_part(part, at) for at, part in content_parts(content, where))
     return [text for text in texts if text]  # Gemini rejects empty text parts
 
 
@@ -320,12 +316,8 @@ def _mime_from_url(url: str) -> str | None:
 
 
 def _data_url_part(url: str, at: str) -> dict[str, Any]:
-    header, comma, data = url[5:].partition(",")
-    if not comma or not header.endswith(";base64"):
-        raise InvalidRequestError(
-            f"{at}: a data URL must look like data:<media type>;base64,<data>", param=at
-        )
-    return {"inlineData": {"mimeType": header.partition(";")[0], "data": data}}
+    media_type, data = parse_data_url(url, at)
+    return {"inlineData": {"mimeType": media_type, "data": data}}
 
 
 def _uri_part(url: str, mime_type: Any, at: str) -> dict[str, Any]:
@@ -339,11 +331,8 @@ def _uri_part(url: str, mime_type: Any, at: str) -> dict[str, Any]:
 
 
 def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
     at = f"{where}.image_url.url"
-    if not isinstance(url, str):
-        raise InvalidRequestError(f"{at} must be a string", param=at)
+    url, image = image_url(part, at)
     if url.startswith("data:"):
         return _data_url_part(url, at)
     # Not OpenAI: `format` / `mime_type` let a caller name the type of a URL without an extension.
@@ -381,8 +370,7 @@ def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(content, list):
         return [{"text": text} for text in _text_of_parts(content, where)]
     parts: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        at = f"{where}.content[{j}]"
+    for at, part in content_parts(content, where):
         kind = part.get("type") if isinstance(part, dict) else None
         if isinstance(part, dict) and kind == "image_url":
             parts.append(_image_part(part, at))
@@ -395,21 +383,6 @@ def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
             if text:
                 parts.append({"text": text})
     return parts
-
-
-def _arguments(arguments: Any, where: str) -> dict[str, Any]:
-    """OpenAI's JSON-string arguments -> Gemini's `args` object."""
-    if isinstance(arguments, dict):
-        return arguments
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}  # models emit "" for functions without parameters
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str | bytes) else None
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"{where} is not valid JSON", param=where) from exc
-    if not isinstance(parsed, dict):
-        raise InvalidRequestError(f"{where} must be a JSON object", param=where)
-    return parsed
 
 
 def _thought_signature(call: dict[str, Any]) -> str | None:
@@ -425,25 +398,16 @@ def _model_parts(message: dict[str, Any], where: str, names: dict[str, str]) -> 
     tool_calls = message.get("tool_calls")
     if tool_calls is None:
         return parts
-    if not isinstance(tool_calls, list):
-        raise InvalidRequestError(f"{where}.tool_calls must be an array", param=f"{where}.tool_calls")
-    for k, call in enumerate(tool_calls):
-        at = f"{where}.tool_calls[{k}]"
-        if not isinstance(call, dict):
-            raise InvalidRequestError(f"{at} must be an object", param=at)
-        function = call.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError(f"{at}.function.name is required", param=f"{at}.function.name")
-        name = function["name"]
-        if isinstance(call.get("id"), str):
-            names[call["id"]] = name
+    for call in iter_tool_calls(tool_calls, where):
+        if isinstance(call.id, str):
+            names[call.id] = call.name
         part: dict[str, Any] = {
             "functionCall": {
-                "name": name,
-                "args": _arguments(function.get("arguments"), f"{at}.function.arguments"),
+                "name": call.name,
+                "args": tool_arguments(call.arguments, f"{call.at}.function.arguments"),
             }
         }
-        signature = _thought_signature(call)
+        signature = _thought_signature(call.raw)
         if signature is not None:
             part["thoughtSignature"] = signature
         parts.append(part)
@@ -466,9 +430,7 @@ def _function_response(name: str, content: Any, where: str) -> dict[str, Any]:
 
 
 def _tool_result_part(message: dict[str, Any], where: str, names: dict[str, str]) -> dict[str, Any]:
-    call_id = message.get("tool_call_id")
-    if not isinstance(call_id, str):
-        raise InvalidRequestError(f"{where}.tool_call_id is required", param=f"{where}.tool_call_id")
+    call_id = tool_call_id(message, where)
     name = names.get(call_id)
     if name is None:
         raise InvalidRequestError(
@@ -481,16 +443,10 @@ def _tool_result_part(message: dict[str, Any], where: str, names: dict[str, str]
 
 def translate_messages(messages: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """OpenAI `messages` -> (Gemini `systemInstruction`, Gemini `contents`)."""
-    if not isinstance(messages, list):
-        raise InvalidRequestError("'messages' must be an array of message objects", param="messages")
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool_call id -> function name, for functionResponse.name
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise InvalidRequestError(f"{where} must be an object", param=where)
-        role = message.get("role")
+    for where, message, role in iter_messages(messages):
         if role in ("system", "developer"):
             system.extend({"text": text} for text in _text_of_parts(message.get("content"), where))
             continue
@@ -506,7 +462,7 @@ def translate_messages(messages: Any) -> tuple[dict[str, Any] | None, list[dict[
                 raise InvalidRequestError(f"{where}.name is required", param=f"{where}.name")
             turn_role, parts = "user", [_function_response(name, message.get("content"), where)]
         else:
-            raise InvalidRequestError(f"{where}.role: unsupported role {role!r}", param=f"{where}.role")
+            raise unsupported_role(role, where)
         if not parts:
             continue  # Gemini rejects a Content without parts
         # Gemini wants user and model turns to alternate: same-role neighbours become one turn.
@@ -632,28 +588,16 @@ def gemini_schema(node: Any, defs: Mapping[str, Any] | None = None, depth: int =
 
 
 def _function_declarations(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise InvalidRequestError("'tools' must be an array", param="tools")
     out = []
-    for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise InvalidRequestError(
-                f"{where}.type: only function tools are supported", param=f"{where}.type"
-            )
-        function = tool.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError(f"{where}.function.name is required", param=f"{where}.function.name")
-        declaration: dict[str, Any] = {"name": function["name"]}
-        description = function.get("description")
-        if isinstance(description, str):
-            declaration["description"] = description
+    for tool in iter_function_tools(tools):
+        declaration: dict[str, Any] = {"name": tool.name}
+        if isinstance(tool.description, str):
+            declaration["description"] = tool.description
         try:
-            parameters = gemini_schema(function.get("parameters"))
+            parameters = gemini_schema(tool.parameters)
         except InvalidRequestError as exc:
-            raise InvalidRequestError(
-                f"{where}.function.parameters: {exc.message}", param=f"{where}.function.parameters"
-            ) from exc
+            at = f"{tool.at}.function.parameters"
+            raise InvalidRequestError(f"{at}: {exc.message}", param=at) from exc
         # A function without arguments has no `parameters`: Gemini rejects an OBJECT without properties.
         if parameters.get("properties"):
             declaration["parameters"] = parameters
@@ -669,28 +613,25 @@ def _tool_config(choice: Any) -> tuple[dict[str, Any], list[str] | None]:
         return {"mode": "ANY"}, None
     if choice == "none":
         return {"mode": "NONE"}, None
-    if isinstance(choice, dict):
-        if choice.get("type") == "function":
-            function = choice.get("function")
-            name = function.get("name") if isinstance(function, dict) else None
-            if isinstance(name, str):
-                return {"mode": "ANY", "allowedFunctionNames": [name]}, None
-        if choice.get("type") == "allowed_tools":
-            allowed = choice.get("allowed_tools")
-            mode = allowed.get("mode") if isinstance(allowed, dict) else None
-            tools = allowed.get("tools") if isinstance(allowed, dict) else None
-            if mode in ("auto", "required") and isinstance(tools, list):
-                names = [
-                    t["function"]["name"]
-                    for t in tools
-                    if isinstance(t, dict)
-                    and isinstance(t.get("function"), dict)
-                    and isinstance(t["function"].get("name"), str)
-                ]
-                if mode == "required":
-                    return {"mode": "ANY", "allowedFunctionNames": names}, None
-                # Gemini restricts names only in ANY mode: for "auto", declare just the allowed ones.
-                return {"mode": "AUTO"}, names
+    name = named_function(choice)
+    if name is not None:
+        return {"mode": "ANY", "allowedFunctionNames": [name]}, None
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        allowed = choice.get("allowed_tools")
+        mode = allowed.get("mode") if isinstance(allowed, dict) else None
+        tools = allowed.get("tools") if isinstance(allowed, dict) else None
+        if mode in ("auto", "required") and isinstance(tools, list):
+            names = [
+                t["function"]["name"]
+                for t in tools
+                if isinstance(t, dict)
+                and isinstance(t.get("function"), dict)
+                and isinstance(t["function"].get("name"), str)
+            ]
+            if mode == "required":
+                return {"mode": "ANY", "allowedFunctionNames": names}, None
+            # Gemini restricts names only in ANY mode: for "auto", declare just the allowed ones.
+            return {"mode": "AUTO"}, names
     raise InvalidRequestError(
         "'tool_choice' must be 'auto', 'required', 'none', a named function or allowed_tools",
         param="tool_choice",
@@ -699,16 +640,6 @@ def _tool_config(choice: Any) -> tuple[dict[str, Any], list[str] | None]:
 
 # ---------------------------------------------------------------------------------------------
 # Request: the whole body
-
-
-def _refuse(name: str, model: str, provider: str, drop_params: bool) -> None:
-    if not drop_params:
-        raise InvalidRequestError(
-            f"parameter '{name}' is not supported by model '{model}' (provider {provider}); "
-            "remove it or set drop_params: true",
-            param=name,
-            code="unsupported_parameter",
-        )
 
 
 def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
@@ -724,16 +655,12 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
     ):
         if body.get(ours) is not None:
             config[theirs] = body[ours]
-    max_tokens = body.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = body.get("max_tokens")
-    if max_tokens is not None:
-        config["maxOutputTokens"] = max_tokens
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        config["stopSequences"] = [stop]
-    elif isinstance(stop, list) and stop:
-        config["stopSequences"] = list(stop)
+    limit = max_tokens(body)
+    if limit is not None:
+        config["maxOutputTokens"] = limit
+    stop = stop_sequences(body)
+    if stop is not None:
+        config["stopSequences"] = stop
     if body.get("logprobs") is True:
         config["responseLogprobs"] = True
         if body.get("top_logprobs") is not None:
@@ -749,30 +676,23 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
         if kind == "json_object":
             config["responseMimeType"] = "application/json"
         elif kind == "json_schema":
-            spec = response_format.get("json_schema")
-            schema = spec.get("schema") if isinstance(spec, dict) else None
-            if not isinstance(schema, dict):
-                raise InvalidRequestError(
-                    "response_format.json_schema.schema must be an object",
-                    param="response_format.json_schema.schema",
-                )
+            schema = json_schema(response_format)
             # responseJsonSchema takes JSON Schema as is: no lossy conversion of the caller's contract.
             config["responseMimeType"] = "application/json"
             config["responseJsonSchema"] = schema
         elif kind not in ("text", None):
-            raise InvalidRequestError(
-                "response_format.type must be 'text', 'json_object' or 'json_schema'",
-                param="response_format.type",
-            )
+            raise invalid_response_format_type()
     return config
 
 
-def build_generate_body(request: ChatRequest, *, provider: str, drop_params: bool) -> dict[str, Any]:
-    """The `GenerateContentRequest` for an OpenAI Chat Completions body; `request.body` is not modified."""
+def build_generate_body(request: ChatRequest, refuse: Callable[[ChatRequest, str], None]) -> dict[str, Any]:
+    """The `GenerateContentRequest` for an OpenAI Chat Completions body; `request.body` is not modified.
+
+    `refuse` is the calling adapter's `Adapter.refuse`, so the 400 names that adapter's provider.
+    """
     body = request.body
-    for name in _UNSUPPORTED:
-        if body.get(name):
-            _refuse(name, request.model, provider, drop_params)
+    for name in requested(body, _UNSUPPORTED):
+        refuse(request, name)
     system, contents = translate_messages(body.get("messages"))
     out: dict[str, Any] = {"contents": contents}
     if system is not None:
@@ -834,14 +754,11 @@ def _logprobs(result: Any) -> dict[str, Any] | None:
 
 def _tool_call(call: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     args = call.get("args")
-    out: dict[str, Any] = {
-        "id": call["id"] if isinstance(call.get("id"), str) and call["id"] else mint_call_id(),
-        "type": "function",
-        "function": {
-            "name": call.get("name"),
-            "arguments": orjson.dumps(args if args is not None else {}).decode(),
-        },
-    }
+    out = tool_call(
+        call["id"] if isinstance(call.get("id"), str) and call["id"] else mint_call_id(),
+        call.get("name"),
+        orjson.dumps(args if args is not None else {}).decode(),
+    )
     signature = part.get("thoughtSignature")
     if isinstance(signature, str) and signature:
         # Gemini 3 wants the signature back with the call in the next turn; OpenAI has no field for
@@ -889,49 +806,26 @@ def parse_generate_response(payload: Any, model: str) -> ChatResponse:
         if raw_finish in _FAILED_FINISH:
             raise _failed_turn(raw_finish, candidate)
         texts, calls = _split_parts(candidate.get("content"))
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": None if calls and not texts else "".join(texts),
-            "refusal": None,
-        }
-        if calls:
-            message["tool_calls"] = calls
         index = candidate.get("index")
         choices.append(
-            {
-                "index": index if isinstance(index, int) else position,
-                "message": message,
-                "logprobs": _logprobs(candidate.get("logprobsResult")),
-                "finish_reason": finish_reason(raw_finish, bool(calls)),
-            }
+            choice(
+                assistant_message(texts, calls),
+                finish_reason(raw_finish, bool(calls)),
+                index=index if isinstance(index, int) else position,
+                logprobs=_logprobs(candidate.get("logprobsResult")),
+            )
         )
     if not choices:
         # A blocked prompt: HTTP 200, no candidates, `promptFeedback.blockReason` (reference §4.3).
-        choices.append(
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "", "refusal": None},
-                "logprobs": None,
-                "finish_reason": "content_filter",
-            }
-        )
-    choices.sort(key=lambda choice: choice["index"])
-    usage = usage_from_metadata(payload.get("usageMetadata"))
+        choices.append(choice(assistant_message([], []), "content_filter"))
+    choices.sort(key=lambda item: item["index"])
     response_id = payload.get("responseId")
     version = payload.get("modelVersion")
-    response: dict[str, Any] = {
-        "id": response_id
-        if isinstance(response_id, str) and response_id
-        else "chatcmpl-" + secrets.token_hex(12),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": version if isinstance(version, str) and version else model,
-        "choices": choices,
-    }
-    if usage is not None:
-        response["usage"] = usage.to_openai()
-    return ChatResponse(
-        content=orjson.dumps(response), usage=usage, finish_reason=choices[0]["finish_reason"]
+    return chat_response(
+        response_id if isinstance(response_id, str) and response_id else "chatcmpl-" + secrets.token_hex(12),
+        version if isinstance(version, str) and version else model,
+        choices,
+        usage_from_metadata(payload.get("usageMetadata")),
     )
 
 
@@ -939,7 +833,7 @@ def parse_generate_response(payload: Any, model: str) -> ChatResponse:
 # Stream: GenerateContentResponse events -> OpenAI chunks
 
 
-class GeminiStream(StreamTranslator):
+class GeminiStream(ChunkStream):
     """A `streamGenerateContent?alt=sse` stream rebuilt as `chat.completion.chunk` frames (reference §4.4).
 
     Every event is a whole GenerateContentResponse holding only the new parts. Function calls
@@ -948,42 +842,18 @@ class GeminiStream(StreamTranslator):
     adds the usage chunk and `[DONE]`, or raises if the body ended before that.
     """
 
-    __slots__ = ("_calls", "_done", "_started", "created", "id", "include_usage", "model")
+    __slots__ = ("_calls", "_done", "_started")
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.usage: Usage | None = None
-        self.finished = False
-        self.include_usage = include_usage
-        self.id: str | None = None  # the first event's responseId
-        self.created = int(time.time())
-        self.model = model
+        super().__init__(None, model, include_usage)  # the id is the first event's responseId
         self._started: set[int] = set()  # candidates whose role chunk went out
         self._calls: dict[int, int] = {}  # candidate -> tool calls sent (the next call's index)
         self._done: set[int] = set()  # candidates whose finish_reason went out
 
-    def _chunk(
-        self, index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None
-    ) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
-        }
-        if self.include_usage:
-            chunk["usage"] = None  # as OpenAI does on every chunk but the usage one
-        return sse_frame(orjson.dumps(chunk))
-
     def feed(self, event: SSEEvent) -> list[bytes]:
         if self.finished:
             return []
-        try:
-            payload = loads_lenient(event.data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider sent a stream event that is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise UpstreamProtocolError("the provider sent a stream event that is not a JSON object")
+        payload = event_json(event.data)
         if isinstance(payload.get("error"), dict):
             raise google_error(payload, _status_of(payload["error"]), {})
         if self.id is None:
@@ -1005,7 +875,7 @@ class GeminiStream(StreamTranslator):
             if isinstance(feedback, dict) and feedback.get("blockReason") and 0 not in self._done:
                 # A blocked prompt: no candidates at all, only the reason (reference §4.3).
                 self._done.add(0)
-                return [*self._open(0), self._chunk(0, {}, "content_filter")]
+                return [*self._open(0), self.chunk({}, "content_filter")]
             return []  # a usage-only event
         frames: list[bytes] = []
         for position, candidate in enumerate(candidates):
@@ -1017,7 +887,7 @@ class GeminiStream(StreamTranslator):
         if index in self._started:
             return []
         self._started.add(index)
-        return [self._chunk(index, {"role": "assistant", "content": ""})]
+        return [self.chunk({"role": "assistant", "content": ""}, index=index)]
 
     def _candidate(self, position: int, candidate: dict[str, Any]) -> list[bytes]:
         raw_index = candidate.get("index")
@@ -1032,14 +902,14 @@ class GeminiStream(StreamTranslator):
         text = "".join(texts)
         logprobs = _logprobs(candidate.get("logprobsResult"))
         if text:
-            frames.append(self._chunk(index, {"content": text}, logprobs=logprobs))
+            frames.append(self.chunk({"content": text}, index=index, logprobs=logprobs))
         for call in calls:
             k = self._calls.get(index, 0)
             self._calls[index] = k + 1
-            frames.append(self._chunk(index, {"tool_calls": [{"index": k, **call}]}))
+            frames.append(self.chunk({"tool_calls": [{"index": k, **call}]}, index=index))
         if isinstance(raw_finish, str) and raw_finish:
             self._done.add(index)
-            frames.append(self._chunk(index, {}, finish_reason(raw_finish, index in self._calls)))
+            frames.append(self.chunk({}, finish_reason(raw_finish, index in self._calls), index=index))
         return frames
 
     def finish(self) -> list[bytes]:
@@ -1047,20 +917,7 @@ class GeminiStream(StreamTranslator):
             return []
         if not self._done or not self._started <= self._done:
             raise UpstreamProtocolError("the provider ended the stream before it was complete")
-        self.finished = True
-        frames: list[bytes] = []
-        if self.include_usage:
-            chunk: dict[str, Any] = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": (self.usage or Usage()).to_openai(),
-            }
-            frames.append(sse_frame(orjson.dumps(chunk)))
-        frames.append(DONE_FRAME)
-        return frames
+        return self.closing()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1118,16 +975,12 @@ class GeminiAdapter(Adapter):
         self.headers = headers
 
     def build_request(self, request: ChatRequest) -> UpstreamRequest:
-        body = build_generate_body(request, provider=self.provider, drop_params=self.entry.drop_params)
+        body = build_generate_body(request, self.refuse)
         url = self.stream_url if request.stream else self.url
         return UpstreamRequest("POST", url, self.headers, orjson.dumps(body))
 
     def parse_response(self, request: ChatRequest, reply: UpstreamReply) -> ChatResponse:
-        try:
-            payload = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
-        return parse_generate_response(payload, self.model_id)
+        return parse_generate_response(reply_json(reply), self.model_id)
 
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
         return GeminiStream(self.model_id, request.include_usage)
@@ -1147,10 +1000,7 @@ class GeminiAdapter(Adapter):
     def parse_embeddings_response(
         self, request: EmbeddingsRequest, reply: UpstreamReply
     ) -> EmbeddingsResponse:
-        try:
-            payload = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
+        payload = reply_json(reply)
         embeddings = payload.get("embeddings") if isinstance(payload, dict) else None
         if not isinstance(embeddings, list):
             raise UpstreamProtocolError("the provider's reply is not a batchEmbedContents response")

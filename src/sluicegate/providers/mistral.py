@@ -38,7 +38,8 @@ import orjson
 from ..errors import GatewayError, InvalidRequestError, UpstreamProtocolError, UpstreamStatusError
 from ..types import ChatRequest, ChatResponse, EmbeddingsRequest, UpstreamReply, UpstreamRequest, Usage
 from ._openai_compat import OpenAICompatibleBase, error_from_body
-from .base import DONE_FRAME, StreamTranslator, loads_lenient, retry_hint_headers, sse_frame
+from ._translate import error_json, event_json, reply_json
+from .base import DONE_FRAME, StreamTranslator, retry_hint_headers, sse_frame
 
 if TYPE_CHECKING:
     from ..upstream.sse import SSEEvent
@@ -218,6 +219,25 @@ def _text_of(content: list[Any]) -> str:
     )
 
 
+def _repair_choice(choice: dict[str, Any], key: str) -> bool:
+    """One reply choice (`key` "message") or stream choice ("delta") in OpenAI's terms; True if changed.
+
+    `model_length` becomes `length`, `error` is raised, and list content becomes plain text.
+    """
+    changed = False
+    reason = choice.get("finish_reason")
+    if reason == "error":
+        raise _generation_error(reason)
+    if reason in _FINISH_REASONS:
+        choice["finish_reason"] = _FINISH_REASONS[reason]
+        changed = True
+    part = choice.get(key)
+    if isinstance(part, dict) and isinstance(part.get("content"), list):
+        part["content"] = _text_of(part["content"])
+        changed = True
+    return changed
+
+
 def _repair_calls(calls: Any) -> bool:
     """Add the `type: "function"` Mistral omits from the tool calls of a reply."""
     changed = False
@@ -359,12 +379,7 @@ class MistralStream(StreamTranslator):
                 chunk["usage"] = self.raw_usage
                 return [sse_frame(orjson.dumps(chunk)), DONE_FRAME]
             return [DONE_FRAME]
-        try:
-            chunk = loads_lenient(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider sent a stream event that is not JSON") from exc
-        if not isinstance(chunk, dict):
-            raise UpstreamProtocolError("the provider sent a stream event that is not a JSON object")
+        chunk = event_json(data)
         if chunk.get("object") == "error" or chunk.get("error"):
             raise mistral_error(chunk, 500, {})
         if not self._envelope:
@@ -383,19 +398,10 @@ class MistralStream(StreamTranslator):
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
-            reason = choice.get("finish_reason")
-            if reason == "error":
-                raise _generation_error(reason)
-            if reason in _FINISH_REASONS:
-                choice["finish_reason"] = _FINISH_REASONS[reason]
-                changed = True
+            changed = _repair_choice(choice, "delta") or changed
             delta = choice.get("delta")
-            if isinstance(delta, dict):
-                if isinstance(delta.get("content"), list):
-                    delta["content"] = _text_of(delta["content"])
-                    changed = True
-                if "tool_calls" in delta:
-                    changed = self._tool_indexes.repair(delta["tool_calls"]) or changed
+            if isinstance(delta, dict) and "tool_calls" in delta:
+                changed = self._tool_indexes.repair(delta["tool_calls"]) or changed
         return [sse_frame(orjson.dumps(chunk) if changed else data)]
 
 
@@ -407,15 +413,6 @@ class MistralAdapter(OpenAICompatibleBase):
     # No legacy `/completions` (only FIM): the pipeline serves `/v1/completions` through chat.
     legacy_completions = False
 
-    def _refuse(self, request: ChatRequest, name: str) -> None:
-        if not self.entry.drop_params:
-            raise InvalidRequestError(
-                f"parameter '{name}' is not supported by model '{request.model}' "
-                "(provider mistral); remove it or set drop_params: true",
-                param=name,
-                code="unsupported_parameter",
-            )
-
     def prepare_body(self, request: ChatRequest) -> dict[str, Any]:
         """The Mistral request body for an OpenAI Chat Completions body; `request.body` is not modified."""
         out: dict[str, Any] = {}
@@ -424,7 +421,7 @@ class MistralAdapter(OpenAICompatibleBase):
                 continue
             if key in _REFUSED:
                 if not _neutral(key, value):
-                    self._refuse(request, key)
+                    self.refuse(request, key)
                 continue
             out[key] = value
         out["model"] = self.model_id
@@ -460,10 +457,7 @@ class MistralAdapter(OpenAICompatibleBase):
         return UpstreamRequest("POST", self.embeddings_url, self.headers, orjson.dumps(body))
 
     def parse_response(self, request: ChatRequest, reply: UpstreamReply) -> ChatResponse:
-        try:
-            body = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
+        body = reply_json(reply)
         if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
             if isinstance(body, dict) and (body.get("object") == "error" or body.get("error")):
                 raise mistral_error(body, 500, reply.headers)
@@ -472,17 +466,9 @@ class MistralAdapter(OpenAICompatibleBase):
         for choice in body["choices"]:
             if not isinstance(choice, dict):
                 continue
-            reason = choice.get("finish_reason")
-            if reason == "error":
-                raise _generation_error(reason)
-            if reason in _FINISH_REASONS:
-                choice["finish_reason"] = _FINISH_REASONS[reason]
-                changed = True
+            changed = _repair_choice(choice, "message") or changed
             message = choice.get("message")
             if isinstance(message, dict):
-                if isinstance(message.get("content"), list):
-                    message["content"] = _text_of(message["content"])
-                    changed = True
                 changed = _repair_calls(message.get("tool_calls")) or changed
         finish = None
         if body["choices"] and isinstance(body["choices"][0], dict):
@@ -494,10 +480,7 @@ class MistralAdapter(OpenAICompatibleBase):
         return MistralStream(request.include_usage)
 
     def map_error(self, reply: UpstreamReply) -> GatewayError:
-        try:
-            body: Any = loads_lenient(reply.body) if reply.body.strip() else None
-        except (orjson.JSONDecodeError, UnicodeDecodeError):
-            body = None
+        body = error_json(reply.body)
         if body is None:
             text = reply.body[:500].decode("utf-8", "replace").strip()
             body = {"message": text} if text else {}

@@ -12,7 +12,6 @@ is absent. Streams are NDJSON (one object per line, `NDJSONDecoder`), rebuilt as
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,17 +28,37 @@ from ..types import (
     Usage,
 )
 from ..upstream.ndjson import NDJSONDecoder
-from .base import (
-    ALL_CHAT,
-    DONE_FRAME,
-    EMBEDDINGS,
-    Adapter,
-    StreamDecoder,
-    StreamTranslator,
-    loads_lenient,
-    retry_hint_headers,
-    sse_frame,
+from ._translate import (
+    ChunkStream,
+    assistant_message,
+    chat_response,
+    choice,
+    content_parts,
+    error_json,
+    event_json,
+    image_url,
+    int_or_zero,
+    invalid_response_format_type,
+    iter_function_tools,
+    iter_messages,
+    iter_tool_calls,
+    json_schema,
+    max_tokens,
+    object_schema,
+    parse_data_url,
+    part_text,
+    proxy_message,
+    reply_json,
+    requested,
+    require_text_inputs,
+    response_format_object,
+    stop_sequences,
+    tool_arguments,
+    tool_call_delta,
+    tool_call_id,
+    unsupported_role,
 )
+from .base import ALL_CHAT, EMBEDDINGS, Adapter, StreamDecoder, StreamTranslator, retry_hint_headers
 
 if TYPE_CHECKING:
     from ..config.schema import ModelEntry
@@ -52,9 +71,9 @@ _PART_JOINER = "\n"
 # Ollama `done_reason` -> OpenAI (reference §8); a turn with tool calls is `tool_calls` whatever it says.
 _FINISH_REASONS = {"stop": "stop", "length": "length"}
 
-# OpenAI parameters Ollama's native chat cannot honour. A neutral value (false, 0, {}) asks for
-# nothing, so it is dropped rather than refused.
-_UNSUPPORTED = ("logprobs", "top_logprobs", "logit_bias")
+# OpenAI parameters Ollama's native chat cannot honour. A neutral value (n: 1, false, 0, {}) asks
+# for nothing, so it is dropped rather than refused.
+_UNSUPPORTED = ("n", "logprobs", "top_logprobs", "logit_bias")
 # OpenAI sampling parameters that are Ollama options under the same name.
 _SAME_NAME_OPTIONS = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty", "top_k")
 # `reasoning_effort` values Ollama's `think` takes as a level (gpt-oss); other models take true.
@@ -65,15 +84,11 @@ def _call_id() -> str:
     return "call_" + secrets.token_hex(12)
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def _usage(payload: dict[str, Any]) -> Usage:
     # `prompt_eval_count` is left out when the whole prompt came from Ollama's cache: 0 then.
     return Usage(
-        prompt_tokens=_count(payload.get("prompt_eval_count")),
-        completion_tokens=_count(payload.get("eval_count")),
+        prompt_tokens=int_or_zero(payload.get("prompt_eval_count")),
+        completion_tokens=int_or_zero(payload.get("eval_count")),
     )
 
 
@@ -83,22 +98,13 @@ def _finish_reason(done_reason: Any, has_tool_calls: bool) -> str:
     return _FINISH_REASONS.get(done_reason, "stop") if isinstance(done_reason, str) else "stop"
 
 
-def _openai_error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 403:
-        return "permission_error"
-    if status == 429:
-        return "rate_limit_error"
-    if 400 <= status < 500:
-        return "invalid_request_error"
-    return "api_error"
-
-
 def _error_from_body(
     body: Any, status: int, headers: Mapping[str, str], fallback: str | None = None
 ) -> UpstreamStatusError:
-    """Ollama's `{"error": "message"}` (a plain string) -> UpstreamStatusError."""
+    """Ollama's `{"error": "message"}` (a plain string) -> UpstreamStatusError.
+
+    The OpenAI error type follows from the status (errors.py), as for every non-OpenAI provider.
+    """
     message = body.get("error") if isinstance(body, dict) else None
     if not isinstance(message, str) or not message:
         message = None
@@ -108,7 +114,6 @@ def _error_from_body(
     return UpstreamStatusError(
         message or fallback or f"the provider returned HTTP {status}",
         upstream_status=status,
-        upstream_type=_openai_error_type(status),
         code=code,
         headers=retry_hint_headers(headers),
     )
@@ -118,25 +123,10 @@ def _error_from_body(
 # Request: OpenAI messages -> Ollama messages
 
 
-def _text(part: Any, where: str) -> str:
-    if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
-        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-        raise InvalidRequestError(
-            f"{where}.type: content part {kind!r} is not supported here", param=f"{where}.type"
-        )
-    text = part.get("text") if part["type"] == "text" else part.get("refusal")
-    if not isinstance(text, str):
-        raise InvalidRequestError(f"{where}: a text part needs a string 'text'", param=where)
-    return text
-
-
 def _image(part: dict[str, Any], where: str) -> str:
     """A data-URL image part -> the bare base64 string Ollama takes in `images`."""
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
     param = f"{where}.image_url.url"
-    if not isinstance(url, str):
-        raise InvalidRequestError(f"{param} must be a string", param=param)
+    url, _ = image_url(part, param)
     if url.startswith(("http://", "https://")):
         # Ollama takes image bytes only, and the gateway never fetches a caller's URL (no SSRF).
         raise InvalidRequestError(
@@ -144,12 +134,7 @@ def _image(part: dict[str, Any], where: str) -> str:
             "(data:<media type>;base64,<data>), not http(s) URLs",
             param=param,
         )
-    header, comma, data = url[5:].partition(",") if url.startswith("data:") else ("", "", "")
-    if not comma or not header.endswith(";base64"):
-        raise InvalidRequestError(
-            f"{param}: a data URL must look like data:<media type>;base64,<data>", param=param
-        )
-    return data
+    return parse_data_url(url, param)[1]
 
 
 def _content(content: Any, where: str, *, images: list[str] | None = None) -> str:
@@ -158,35 +143,15 @@ def _content(content: Any, where: str, *, images: list[str] | None = None) -> st
         return ""
     if isinstance(content, str):
         return content
-    if not isinstance(content, list):
-        raise InvalidRequestError(
-            f"{where}.content must be a string or an array of parts", param=f"{where}.content"
-        )
     texts = []
-    for j, part in enumerate(content):
-        at = f"{where}.content[{j}]"
+    for at, part in content_parts(content, where):
         if images is not None and isinstance(part, dict) and part.get("type") == "image_url":
             images.append(_image(part, at))
         else:
-            text = _text(part, at)
+            text = part_text(part, at)
             if text:
                 texts.append(text)
     return _PART_JOINER.join(texts)
-
-
-def _arguments(arguments: Any, where: str) -> dict[str, Any]:
-    """OpenAI's JSON-string arguments -> the object Ollama wants."""
-    if isinstance(arguments, dict):
-        return arguments
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}  # models emit "" for functions without parameters
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str | bytes) else None
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"{where} is not valid JSON", param=where) from exc
-    if not isinstance(parsed, dict):
-        raise InvalidRequestError(f"{where} must be a JSON object", param=where)
-    return parsed
 
 
 def _assistant(message: dict[str, Any], where: str, names: dict[str, str]) -> dict[str, Any]:
@@ -194,28 +159,18 @@ def _assistant(message: dict[str, Any], where: str, names: dict[str, str]) -> di
     tool_calls = message.get("tool_calls")
     if not tool_calls:
         return out
-    if not isinstance(tool_calls, list):
-        raise InvalidRequestError(f"{where}.tool_calls must be an array", param=f"{where}.tool_calls")
     calls = []
-    for k, call in enumerate(tool_calls):
-        at = f"{where}.tool_calls[{k}]"
-        if not isinstance(call, dict):
-            raise InvalidRequestError(f"{at} must be an object", param=at)
-        function = call.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError(f"{at}.function.name is required", param=f"{at}.function.name")
-        if isinstance(call.get("id"), str):
-            names[call["id"]] = function["name"]
-        arguments = _arguments(function.get("arguments"), f"{at}.function.arguments")
-        calls.append({"function": {"name": function["name"], "arguments": arguments}})
+    for call in iter_tool_calls(tool_calls, where):
+        if isinstance(call.id, str):
+            names[call.id] = call.name
+        arguments = tool_arguments(call.arguments, f"{call.at}.function.arguments")
+        calls.append({"function": {"name": call.name, "arguments": arguments}})
     out["tool_calls"] = calls
     return out
 
 
 def _tool(message: dict[str, Any], where: str, names: dict[str, str]) -> dict[str, Any]:
-    call_id = message.get("tool_call_id")
-    if not isinstance(call_id, str):
-        raise InvalidRequestError(f"{where}.tool_call_id is required", param=f"{where}.tool_call_id")
+    call_id = tool_call_id(message, where)
     name = names.get(call_id)
     if name is None:
         # Ollama links a result to its call by function name; without the call there is no name.
@@ -227,15 +182,9 @@ def _tool(message: dict[str, Any], where: str, names: dict[str, str]) -> dict[st
 
 
 def _translate_messages(messages: Any) -> list[dict[str, Any]]:
-    if not isinstance(messages, list):
-        raise InvalidRequestError("'messages' must be an array of message objects", param="messages")
     out: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool_call_id -> function name, from the assistant turns seen so far
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise InvalidRequestError(f"{where} must be an object", param=where)
-        role = message.get("role")
+    for where, message, role in iter_messages(messages):
         if role in ("system", "developer"):
             out.append({"role": "system", "content": _content(message.get("content"), where)})
         elif role == "user":
@@ -252,54 +201,30 @@ def _translate_messages(messages: Any) -> list[dict[str, Any]]:
         elif role == "tool":
             out.append(_tool(message, where, names))
         else:
-            raise InvalidRequestError(f"{where}.role: unsupported role {role!r}", param=f"{where}.role")
+            raise unsupported_role(role, where)
     return out
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise InvalidRequestError("'tools' must be an array", param="tools")
     out = []
-    for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise InvalidRequestError(
-                f"{where}.type: only function tools are supported", param=f"{where}.type"
-            )
-        function = tool.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError(f"{where}.function.name is required", param=f"{where}.function.name")
-        entry: dict[str, Any] = {"name": function["name"]}
-        if function.get("description") is not None:
-            entry["description"] = function["description"]
-        schema = function.get("parameters")
-        entry["parameters"] = (
-            schema if isinstance(schema, dict) and schema else {"type": "object", "properties": {}}
-        )
+    for tool in iter_function_tools(tools):
+        entry: dict[str, Any] = {"name": tool.name}
+        if tool.description is not None:
+            entry["description"] = tool.description
+        entry["parameters"] = object_schema(tool.parameters)
         out.append({"type": "function", "function": entry})
     return out
 
 
 def _format(value: Any) -> str | dict[str, Any] | None:
-    if not isinstance(value, dict):
-        raise InvalidRequestError("'response_format' must be an object", param="response_format")
-    kind = value.get("type")
+    kind = response_format_object(value).get("type")
     if kind == "text":
         return None
     if kind == "json_object":
         return "json"
     if kind == "json_schema":
-        spec = value.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if not isinstance(schema, dict):
-            raise InvalidRequestError(
-                "response_format.json_schema.schema must be an object",
-                param="response_format.json_schema.schema",
-            )
-        return schema
-    raise InvalidRequestError(
-        "response_format.type must be 'text', 'json_object' or 'json_schema'", param="response_format.type"
-    )
+        return json_schema(value)
+    raise invalid_response_format_type()
 
 
 def _tool_call_items(calls: Any, first_index: int) -> list[dict[str, Any]]:
@@ -312,14 +237,8 @@ def _tool_call_items(calls: Any, first_index: int) -> list[dict[str, Any]]:
         arguments = function.get("arguments")
         encoded = arguments if isinstance(arguments, str) else orjson.dumps(arguments or {}).decode()
         call_id = call.get("id")  # newer servers may send one; keep it when they do
-        items.append(
-            {
-                "index": first_index + len(items),
-                "id": call_id if isinstance(call_id, str) and call_id else _call_id(),
-                "type": "function",
-                "function": {"name": function.get("name"), "arguments": encoded},
-            }
-        )
+        minted = call_id if isinstance(call_id, str) and call_id else _call_id()
+        items.append(tool_call_delta(first_index + len(items), minted, function.get("name"), encoded))
     return items
 
 
@@ -333,7 +252,7 @@ def _stream_error(payload: dict[str, Any]) -> UpstreamStatusError:
 # Stream: Ollama NDJSON lines -> OpenAI chunks
 
 
-class OllamaStream(StreamTranslator):
+class OllamaStream(ChunkStream):
     """One `/api/chat` stream rebuilt as `chat.completion.chunk` frames.
 
     Every line is `{"message": {...}, "done": false}` until the last, `done: true` with the counts;
@@ -341,69 +260,36 @@ class OllamaStream(StreamTranslator):
     no standard field for it.
     """
 
-    __slots__ = ("_started", "_tool_calls", "created", "id", "include_usage", "model")
+    __slots__ = ("_started", "_tool_calls")
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.usage: Usage | None = None
-        self.finished = False
-        self.include_usage = include_usage
-        self.id = "chatcmpl-" + secrets.token_hex(12)  # Ollama has no reply id
-        self.created = int(time.time())
-        self.model = model
+        super().__init__("chatcmpl-" + secrets.token_hex(12), model, include_usage)  # Ollama has no reply id
         self._tool_calls = 0
         self._started = False
-
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
-        if self.include_usage:
-            chunk["usage"] = None  # as OpenAI does on every chunk but the usage one
-        return sse_frame(orjson.dumps(chunk))
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         if self.finished:
             return []
-        try:
-            payload = loads_lenient(event.data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider sent a stream line that is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise UpstreamProtocolError("the provider sent a stream line that is not a JSON object")
+        payload = event_json(event.data, "line")
         if "error" in payload:
             raise _stream_error(payload)
         frames: list[bytes] = []
         if not self._started:
             self._started = True
-            frames.append(self._chunk({"role": "assistant", "content": ""}))
+            frames.append(self.chunk({"role": "assistant", "content": ""}))
         message = payload.get("message")
         if isinstance(message, dict):
             text = message.get("content")
             if isinstance(text, str) and text:
-                frames.append(self._chunk({"content": text}))
+                frames.append(self.chunk({"content": text}))
             calls = _tool_call_items(message.get("tool_calls"), self._tool_calls)
             for call in calls:
-                frames.append(self._chunk({"tool_calls": [call]}))
+                frames.append(self.chunk({"tool_calls": [call]}))
             self._tool_calls += len(calls)
         if payload.get("done") is True:
-            self.finished = True
             self.usage = _usage(payload)
-            frames.append(self._chunk({}, _finish_reason(payload.get("done_reason"), self._tool_calls > 0)))
-            if self.include_usage:
-                chunk = {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": self.usage.to_openai(),
-                }
-                frames.append(sse_frame(orjson.dumps(chunk)))
-            frames.append(DONE_FRAME)
+            frames.append(self.chunk({}, _finish_reason(payload.get("done_reason"), self._tool_calls > 0)))
+            frames.extend(self.closing())
         return frames
 
 
@@ -432,27 +318,14 @@ class OllamaAdapter(Adapter):
     def stream_decoder(self) -> StreamDecoder:
         return NDJSONDecoder()
 
-    def _refuse(self, request: ChatRequest, name: str) -> None:
-        if not self.entry.drop_params:
-            raise InvalidRequestError(
-                f"parameter '{name}' is not supported by model '{request.model}' "
-                f"(provider ollama); remove it or set drop_params: true",
-                param=name,
-                code="unsupported_parameter",
-            )
-
     def build_request(self, request: ChatRequest) -> UpstreamRequest:
         return UpstreamRequest("POST", self.url, self.headers, orjson.dumps(self.translate_body(request)))
 
     def translate_body(self, request: ChatRequest) -> dict[str, Any]:
         """The Ollama request body for an OpenAI Chat Completions body; `request.body` is not modified."""
         body = request.body
-        n = body.get("n")
-        if isinstance(n, int) and n > 1:
-            self._refuse(request, "n")
-        for name in _UNSUPPORTED:
-            if body.get(name):
-                self._refuse(request, name)
+        for name in requested(body, _UNSUPPORTED):
+            self.refuse(request, name)
 
         # `stream` always goes out: Ollama streams when it is absent.
         out: dict[str, Any] = {
@@ -464,18 +337,12 @@ class OllamaAdapter(Adapter):
         for name in _SAME_NAME_OPTIONS:
             if body.get(name) is not None:
                 options[name] = body[name]
-        max_tokens = body.get("max_completion_tokens")
-        if max_tokens is None:
-            max_tokens = body.get("max_tokens")
-        if max_tokens is None:
-            max_tokens = self.entry.default_max_tokens
-        if max_tokens is not None:
-            options["num_predict"] = max_tokens
-        stop = body.get("stop")
-        if isinstance(stop, str):
-            options["stop"] = [stop]
-        elif isinstance(stop, list) and stop:
-            options["stop"] = list(stop)
+        limit = max_tokens(body, self.entry.default_max_tokens)
+        if limit is not None:
+            options["num_predict"] = limit
+        stop = stop_sequences(body)
+        if stop is not None:
+            options["stop"] = stop
         native = body.get("options")
         if isinstance(native, dict):
             # Ollama's own options (num_ctx, repeat_penalty, ...) through `extra_body`; they are the
@@ -487,9 +354,9 @@ class OllamaAdapter(Adapter):
         tools = body.get("tools")
         choice = body.get("tool_choice")
         if choice == "required" or isinstance(choice, dict):
-            self._refuse(request, "tool_choice")  # Ollama cannot force a tool call
+            self.refuse(request, "tool_choice")  # Ollama cannot force a tool call
         if body.get("parallel_tool_calls") is False and tools:
-            self._refuse(request, "parallel_tool_calls")
+            self.refuse(request, "parallel_tool_calls")
         if tools is not None and choice != "none":
             # tool_choice "none" is met exactly by offering no tools: Ollama has no tool_choice.
             translated = _tools(tools)
@@ -509,10 +376,7 @@ class OllamaAdapter(Adapter):
         return out
 
     def parse_response(self, request: ChatRequest, reply: UpstreamReply) -> ChatResponse:
-        try:
-            body = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
+        body = reply_json(reply)
         if isinstance(body, dict) and "error" in body:
             raise _stream_error(body)
         if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
@@ -522,49 +386,29 @@ class OllamaAdapter(Adapter):
         tool_calls = _tool_call_items(raw.get("tool_calls"), 0)
         for call in tool_calls:
             del call["index"]  # only stream deltas carry an index
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": None if tool_calls and not text else text,
-            "refusal": None,
-        }
-        if tool_calls:
-            message["tool_calls"] = tool_calls
+        message = assistant_message([text] if text else [], tool_calls)
         finish = _finish_reason(body.get("done_reason"), bool(tool_calls))
-        usage = _usage(body)
-        response: dict[str, Any] = {
-            "id": "chatcmpl-" + secrets.token_hex(12),  # Ollama has no reply id
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.model_id,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-            "usage": usage.to_openai(),
-        }
-        return ChatResponse(content=orjson.dumps(response), usage=usage, finish_reason=finish)
+        return chat_response(
+            "chatcmpl-" + secrets.token_hex(12),  # Ollama has no reply id
+            self.model_id,
+            [choice(message, finish)],
+            _usage(body),
+        )
 
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
         return OllamaStream(self.model_id, request.include_usage)
 
     def map_error(self, reply: UpstreamReply) -> GatewayError:
-        try:
-            body: Any = loads_lenient(reply.body) if reply.body.strip() else None
-        except orjson.JSONDecodeError:
-            body = None
-        fallback = None
-        if not isinstance(body, dict):
-            # Unknown paths get Go's plain-text "404 page not found"; proxies answer in HTML.
-            text = " ".join(reply.body[:1000].decode("utf-8", "replace").split())[:300]
-            fallback = f"the provider returned HTTP {reply.status}" + (f": {text}" if text else "")
+        body = error_json(reply.body)
+        # Not a dict: unknown paths get Go's plain-text "404 page not found"; proxies answer in HTML.
+        fallback = None if isinstance(body, dict) else proxy_message(reply.status, reply.body)
         return _error_from_body(body, reply.status, reply.headers, fallback)
 
     # -- embeddings ------------------------------------------------------------------------------
 
     def build_embeddings_request(self, request: EmbeddingsRequest) -> UpstreamRequest:
-        if not all(isinstance(text, str) for text in request.inputs):
-            raise InvalidRequestError(
-                f"model '{request.model}' (provider ollama) takes text input only, not token ids",
-                param="input",
-            )
-        out: dict[str, Any] = {"model": self.model_id, "input": request.inputs}
+        texts = require_text_inputs(request, self.entry.provider)
+        out: dict[str, Any] = {"model": self.model_id, "input": texts}
         if request.dimensions is not None:
             out["dimensions"] = request.dimensions
         body = request.body
@@ -576,13 +420,10 @@ class OllamaAdapter(Adapter):
     def parse_embeddings_response(
         self, request: EmbeddingsRequest, reply: UpstreamReply
     ) -> EmbeddingsResponse:
-        try:
-            body = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
+        body = reply_json(reply)
         vectors = body.get("embeddings") if isinstance(body, dict) else None
         if not isinstance(vectors, list) or len(vectors) != len(request.inputs):
             raise UpstreamProtocolError("the provider's embed reply does not have one vector per input")
         return EmbeddingsResponse(
-            vectors=vectors, usage=Usage(prompt_tokens=_count(body.get("prompt_eval_count")))
+            vectors=vectors, usage=Usage(prompt_tokens=int_or_zero(body.get("prompt_eval_count")))
         )

@@ -36,8 +36,9 @@ from ..types import (
     Usage,
 )
 from ..upstream.gcp_auth import Credentials, CredentialsError, TokenSource, parse_credentials
+from ._translate import error_json, reply_json
 from .anthropic import AnthropicAdapter
-from .base import ALL_CHAT, EMBEDDINGS, Adapter, StreamTranslator, loads_lenient
+from .base import ALL_CHAT, EMBEDDINGS, Adapter, StreamTranslator
 from .gemini import (
     GeminiStream,
     build_generate_body,
@@ -170,17 +171,13 @@ class VertexAdapter(Adapter):
             del body["model"]  # the URL names the model on Vertex
             body = {"anthropic_version": _CLAUDE_VERSION, **body}
         else:
-            body = build_generate_body(request, provider=self.provider, drop_params=self.entry.drop_params)
+            body = build_generate_body(request, self.refuse)
         return UpstreamRequest("POST", url, self.headers, orjson.dumps(body))
 
     def parse_response(self, request: ChatRequest, reply: UpstreamReply) -> ChatResponse:
         if self.claude is not None:
             return self.claude.parse_response(request, reply)
-        try:
-            payload = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
-        return parse_generate_response(payload, self.model_id)
+        return parse_generate_response(reply_json(reply), self.model_id)
 
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
         if self.claude is not None:
@@ -192,10 +189,7 @@ class VertexAdapter(Adapter):
             return map_reply_error(reply)
         # Claude on Vertex answers in two dialects: Google's envelope for what the platform refuses
         # (auth, quota, unknown model) and Anthropic's for what the model itself refuses.
-        try:
-            body: Any = loads_lenient(reply.body) if reply.body.strip() else None
-        except orjson.JSONDecodeError:
-            body = None
+        body = error_json(reply.body)
         if is_google_error(body):
             return google_error(body, reply.status, reply.headers)
         return self.claude.map_error(reply)
@@ -212,10 +206,7 @@ class VertexAdapter(Adapter):
         self, request: EmbeddingsRequest, reply: UpstreamReply
     ) -> EmbeddingsResponse:
         """`{"predictions": [{"embeddings": {"values", "statistics": {"token_count"}}}]}` -> ours."""
-        try:
-            payload = loads_lenient(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError("the provider's reply is not JSON") from exc
+        payload = reply_json(reply)
         predictions = payload.get("predictions") if isinstance(payload, dict) else None
         if not isinstance(predictions, list):
             raise UpstreamProtocolError("the provider's reply is not a Vertex AI predict response")

@@ -8,6 +8,7 @@ in-band error event instead (pipeline/chat.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -16,6 +17,9 @@ from time import perf_counter
 
 import orjson
 
+from ..api.admin import admin, owns_admin_path
+from ..api.admin.runtime import PREFIXES as RUNTIME_ADMIN_PREFIXES
+from ..api.admin.runtime import runtime_admin
 from ..api.anthropic.messages import count_tokens, messages
 from ..api.openai.responses import create_response, response_by_id
 from ..api.passthrough import PREFIX as PASSTHROUGH_PREFIX
@@ -38,7 +42,9 @@ from ..pipeline.context import RequestContext
 from ..pipeline.embeddings import embeddings
 from ..upstream.client import HttpTransport
 from .http import JSON_CT, ClientDisconnected, Receive, Scope, Send, pick_headers, read_body, send_bytes
+from .lifecycle import Lifecycle, ShutdownHook, end_cut_request, refuse
 from .runtime import Runtime
+from .switches import Switches
 
 log = logging.getLogger("sluicegate")
 
@@ -68,12 +74,29 @@ _MODEL_ROUTES: dict[str, tuple[bytes, Handler, ErrorRenderer]] = {
 class Gateway:
     """The ASGI callable. One instance per worker process."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: str | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # re-read on reload (server/reload.py); None = built-in defaults
         self.http = HttpTransport()
         self.runtime = Runtime(config, self.http)
+        self.lifecycle = Lifecycle()  # drain state and shutdown hooks (server/lifecycle.py)
+        self.switches = Switches()  # deployments disabled at run time (server/switches.py)
+        self.switches.apply(self.runtime)
+        # Flush queued ledger/log rows and close the database (shared by every reloaded Runtime).
+        self.on_shutdown(self._close_state)
+        self.on_shutdown(self._close_router)
         self._counter = 0
         self._pid = f"{os.getpid():x}".encode()
+
+    def on_shutdown(self, hook: ShutdownHook) -> None:
+        """Register `async hook()` to run at shutdown after the last request (e.g. the ledger flush)."""
+        self.lifecycle.on_shutdown(hook)
+
+    async def _close_state(self) -> None:
+        await self.runtime.state.close()
+
+    async def _close_router(self) -> None:
+        await self.runtime.router.aclose()  # Redis sync and active health checks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -92,11 +115,14 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = pick_headers(scope["headers"])
         ctx = RequestContext(
-            request_id=self._request_id(headers.get(b"x-request-id")), started=perf_counter()
+            request_id=self._request_id(headers.get(b"x-request-id")), started=perf_counter(), headers=headers
         )
         path: str = scope["path"]
         renderer: ErrorRenderer = render_openai
         try:
+            if self.lifecycle.draining and path != "/health/live":
+                await refuse(send, ctx.request_id, path)
+                return
             route = _MODEL_ROUTES.get(path)
             if route is not None:
                 method, handler, renderer = route
@@ -105,13 +131,19 @@ class Gateway:
                         f"{scope['method']} is not allowed on {path}; use {method.decode()}"
                     )
                 rt = self.runtime
-                ctx.principal = rt.authenticator.authenticate(_key(headers))
+                ctx.principal = await rt.authenticator.resolve(_key(headers), scope.get("client"))
                 raw = await read_body(receive, rt.max_body_bytes, headers.get(b"content-length"))
                 await handler(rt, ctx, raw, receive, send)
                 return
             if path.startswith(PASSTHROUGH_PREFIX):
                 renderer = passthrough_error_renderer(path)
                 await passthrough(self.runtime, ctx, scope, receive, send)
+                return
+            if path.startswith(RUNTIME_ADMIN_PREFIXES):  # before the table-driven /admin/ routes
+                await runtime_admin(self, self.runtime, ctx, scope, headers, send)
+                return
+            if owns_admin_path(path):  # keys, teams, users, spend, logs, audit, openapi.json
+                await admin(self.runtime, ctx, scope, headers, receive, send)
                 return
             await self._small_routes(scope, ctx, headers, send)
         except GatewayError as error:
@@ -121,6 +153,11 @@ class Gateway:
             await _send_error(send, ctx, error, renderer)
         except ClientDisconnected:
             return
+        except asyncio.CancelledError:
+            if not self.lifecycle.cutting:
+                raise
+            # Cancelled at the drain deadline (server/worker.py): tell the client, then end normally.
+            await end_cut_request(send, ctx.request_id, path, ctx.response_started)
         except Exception:
             log.exception("unhandled error", extra={"request_id": ctx.request_id.decode()})
             if not ctx.response_started:
@@ -142,7 +179,7 @@ class Gateway:
         if path == "/v1/models" or path.startswith("/v1/models/"):
             if method != "GET":
                 raise MethodNotAllowedError(f"{method} is not allowed on {path}; use GET")
-            ctx.principal = rt.authenticator.authenticate(_key(headers))
+            ctx.principal = await rt.authenticator.resolve(_key(headers), scope.get("client"))
             if path == "/v1/models":
                 body = rt.models_list_body
             else:
@@ -154,7 +191,7 @@ class Gateway:
             await send_bytes(send, 200, body, [JSON_CT, (b"x-request-id", ctx.request_id)])
             return
         if path.startswith(("/v1/responses/", "/responses/")):  # GET/DELETE /v1/responses/{id}
-            ctx.principal = rt.authenticator.authenticate(_key(headers))
+            ctx.principal = await rt.authenticator.resolve(_key(headers), scope.get("client"))
             await response_by_id(rt, ctx, scope, send)
             return
         raise NotFoundError(f"no route for {method} {path}")
@@ -163,8 +200,12 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await self.runtime.state.start()  # key-cache invalidation listener, ledger writer
+                self.runtime.router.start()  # Redis-shared routing state, active health checks
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.lifecycle.run_hooks()
+                await self.runtime.router.aclose()
                 await self.http.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -181,6 +222,8 @@ async def _send_error(
     headers.extend((k.encode(), v.encode()) for k, v in error.headers.items())
     if ctx.deployment is not None:
         headers.append((b"x-sluicegate-deployment", ctx.deployment.label.encode()))
+    if ctx.attempts:
+        headers.append((b"x-sluicegate-attempts", str(ctx.attempts).encode()))
     await send_bytes(send, error.http_status, renderer(error), headers)
 
 
@@ -189,4 +232,5 @@ def create_app() -> Gateway:
     from ..observability.logging import configure_logging
 
     configure_logging()
-    return Gateway(load_config(os.environ.get("SLUICEGATE_CONFIG") or None, use_search=False))
+    path = os.environ.get("SLUICEGATE_CONFIG") or None
+    return Gateway(load_config(path, use_search=False), path)

@@ -24,7 +24,19 @@ SSE_HEADERS = [
 ]
 
 # Request headers the gateway reads; everything else is ignored in one pass over the list.
-WANTED_HEADERS = frozenset({b"authorization", b"x-api-key", b"x-request-id", b"content-length"})
+WANTED_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"x-api-key",
+        b"x-request-id",
+        b"content-length",
+        # Per-request routing controls (SPEC §6, routing/controls.py).
+        b"x-sluicegate-fallbacks",
+        b"x-sluicegate-retries",
+        b"x-sluicegate-timeout-s",
+        b"x-sluicegate-priority",
+    }
+)
 
 
 class ClientDisconnected(Exception):

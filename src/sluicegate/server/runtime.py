@@ -17,7 +17,8 @@ from ..auth.principal import Authenticator
 from ..config.schema import Config
 from ..providers.registry import make_adapter
 from ..routing.deployment import Deployment
-from ..routing.router import ModelGroup
+from ..routing.router import Router
+from ..store.state import state_for
 from ..upstream.client import HttpTransport
 
 
@@ -25,7 +26,12 @@ class Runtime:
     def __init__(self, config: Config, http: HttpTransport) -> None:
         self.config = config
         self.http = http
-        self.authenticator = Authenticator(config.master_key)
+        # Database, key cache and ledger writer: per process, shared with reloaded Runtimes.
+        self.state = state_for(config.database_url, config.redis_url, config.tiers)
+        self.store = self.state.store
+        self.keys = self.state.keys
+        self.records = self.state.records
+        self.authenticator = Authenticator(config.master_key, self.keys)
         self.max_body_bytes = config.server.max_body_bytes
         self.started_at = int(time.time())
         # Stored /v1/responses turns. A config reload must hand the old Runtime's store on
@@ -52,7 +58,9 @@ class Runtime:
                     connect_timeout_s=entry.connect_timeout_s or config.router.connect_timeout_s,
                 )
             )
-        self.groups = {name: ModelGroup(name, deps, config.router.strategy) for name, deps in grouped.items()}
+        # Groups, strategies, health, retry budget, Redis-shared state (routing/router.py).
+        self.router = Router(config, grouped)
+        self.groups = self.router.groups
         self.passthrough = PassthroughRoutes(config, self.groups)
         # /v1/models answers are the same for every call: encode them once.
         self._model_objects = {

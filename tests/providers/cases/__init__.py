@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
+from tests.fakes import Error
 from tests.fakes.server import FakeProviderServer, RecordedRequest
 
 
@@ -38,6 +41,16 @@ class ProviderCase:
     error_statuses: tuple[int, ...] = (400, 401, 403, 404, 429, 500, 503)
     #: Extra keyword arguments for `Error(...)` per status, when the provider needs headers to signal it.
     error_kwargs: Callable[[int], dict[str, Any]] = field(default=lambda status: {})
+
+    def error_or_skip(self, status: int, *, retry_after: str | None = None) -> Error:
+        """The fake's `Error` for `status`, with `retry-after` when given; skips the test if the provider
+        never answers `status`."""
+        if status not in self.error_statuses:
+            pytest.skip(f"{self.id} does not answer {status}")
+        kwargs = self.error_kwargs(status)
+        if retry_after is not None:
+            kwargs = {**kwargs, "headers": {**kwargs.get("headers", {}), "retry-after": retry_after}}
+        return Error(status, **kwargs)
 
 
 def all_cases() -> list[ProviderCase]:

@@ -479,7 +479,14 @@ def to_chat_request(body: dict[str, Any], backend: Backend) -> ChatRequest:
     # `thinking`, `service_tier`, `container`, `mcp_servers`, `context_management` and beta fields
     # have no portable equivalent and are ignored, so clients that always send them keep working.
     # The caller asked for a stream: the adapter's usage chunk must reach the encoder for message_delta.
-    return ChatRequest(body=out, model=model, stream=bool(stream), include_usage=bool(stream))
+    # `sluicegate` (per-request gateway controls, SPEC §6) goes to the router, never to a provider.
+    return ChatRequest(
+        body=out,
+        model=model,
+        stream=bool(stream),
+        include_usage=bool(stream),
+        controls=body.get("sluicegate"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
