@@ -149,12 +149,15 @@ def assert_completed(streams: list[Stream]) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_lets_in_flight_streams_finish_refuses_new_connections_and_exits_0(
-    tmp_path: Path, workers: int
+    tmp_path: Path, workers: int, request: pytest.FixtureRequest
 ) -> None:
     """Under SIGTERM every in-flight stream completes, new connections are refused at once, and the
     process exits 0 well within the drain timeout (also with `--workers 2`, signalling only the parent)."""
     extra = ("--workers", "2") if workers == 2 else ()
-    with run_gateway(tmp_path, config(drain_s=10), extra_args=extra) as gw:
+    text = config(drain_s=10)
+    if workers == 2:  # several workers need Redis for their limits
+        text += f"redis_url: {request.getfixturevalue('redis_url')}\n"
+    with run_gateway(tmp_path, text, extra_args=extra) as gw:
         streams, threads = start_streams(gw, 12)
         signalled = time.monotonic()
         os.kill(gw.process.pid, signal.SIGTERM)  # the parent only, as an orchestrator does

@@ -28,10 +28,11 @@ def test_dev_mode_on_defaults_serves_demo(tmp_path: Path) -> None:
     assert reply.choices[0].message.content == "echo: hi"
 
 
-def test_two_workers_share_the_port(tmp_path: Path) -> None:
+def test_two_workers_share_the_port(tmp_path: Path, redis_url: str) -> None:
     """`--workers 2` runs two processes on one port, and both serve calls."""
     workers = set()
-    with run_gateway(tmp_path, DEMO_ONLY, extra_args=("--workers", "2")) as gw:
+    config = DEMO_ONLY + f"redis_url: {redis_url}\n"
+    with run_gateway(tmp_path, config, extra_args=("--workers", "2")) as gw:
         for _ in range(60):
             # A fresh connection per call lets the kernel spread calls over both workers.
             with openai.OpenAI(base_url=gw.v1, api_key=MASTER_KEY, max_retries=0) as fresh:
@@ -42,6 +43,24 @@ def test_two_workers_share_the_port(tmp_path: Path) -> None:
             if len(workers) == 2:
                 break
     assert len(workers) == 2
+
+
+def test_several_workers_without_redis_are_refused(tmp_path: Path) -> None:
+    """`--workers 2` without `redis_url` exits 2 naming `redis_url`: per-worker limits would multiply."""
+    config = tmp_path / "sg.yaml"
+    config.write_text(DEMO_ONLY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICEGATE_")}
+    args = ["serve", "--config", str(config), "--workers", "2", "--port", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "sluicegate", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "redis_url" in result.stderr and "workers" in result.stderr
 
 
 def test_chat_command_streams_a_reply(tmp_path: Path) -> None:
@@ -99,6 +118,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     report = orjson.loads(result.stdout)
     through = report["targets"]["sluicegate"]
     assert through["results"]["4"]["rps"] > 50
-    assert through["results"]["4"]["errors"] == 0
+    assert through["results"]["4"]["errors"] == 0  # a virtual key with every limit on, never refused
+    assert report["targets"]["sluicegate-master"]["results"]["4"]["errors"] == 0
     assert 0 < through["ready_s"] < 10
     assert report["stream"]["gateway_errors"] == 0

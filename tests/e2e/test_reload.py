@@ -40,6 +40,11 @@ def config(*models: str) -> str:
     return f"master_key: {MASTER_KEY}\nmodels:{''.join(models)}"
 
 
+def shared_config(redis_url: str, *models: str) -> str:
+    """`config` for several workers, which need Redis for their limits."""
+    return config(*models) + f"\nredis_url: {redis_url}\n"
+
+
 def extra(name: str) -> str:
     return f"\n  - name: {name}\n    provider: mock\n"
 
@@ -241,20 +246,22 @@ def test_models_command_with_a_wrong_key_fails_clearly(gw: GatewayProcess) -> No
     assert "error 401" in result.stderr
 
 
-def test_with_two_workers_sighup_admin_reload_and_switches_reach_every_worker(tmp_path: Path) -> None:
+def test_with_two_workers_sighup_admin_reload_and_switches_reach_every_worker(
+    tmp_path: Path, redis_url: str
+) -> None:
     """Under `--workers 2`: SIGHUP to the parent reloads both workers; an admin reload taken by one
     worker reaches the other; a deployment disabled through one worker is disabled in both."""
 
     def has(name: str) -> Callable[[dict[str, Any]], bool]:
         return lambda body: any(group["name"] == name for group in body["data"])
 
-    with run_gateway(tmp_path, config(PAIR), extra_args=("--workers", "2")) as gw:
-        config_file(gw).write_text(config(PAIR, extra("by-sighup")))
+    with run_gateway(tmp_path, shared_config(redis_url, PAIR), extra_args=("--workers", "2")) as gw:
+        config_file(gw).write_text(shared_config(redis_url, PAIR, extra("by-sighup")))
         os.kill(gw.process.pid, signal.SIGHUP)
         time.sleep(0.5)
         assert on_every_worker(gw, has("by-sighup"))
 
-        config_file(gw).write_text(config(PAIR, extra("by-sighup"), extra("by-admin")))
+        config_file(gw).write_text(shared_config(redis_url, PAIR, extra("by-sighup"), extra("by-admin")))
         status, _, body = call(gw, "POST", "/admin/config/reload")
         assert status == 200 and body["workers"] == "all"
         time.sleep(0.5)

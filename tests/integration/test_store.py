@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 from sqlalchemy import select, text, update
 
@@ -17,7 +18,8 @@ from sluicegate.store.facade import Store
 from sluicegate.store.ledger import LedgerRow
 from sluicegate.store.logs import LogRow
 from sluicegate.store.migrate import HEAD, current_revision, upgrade, upgrade_db
-from sluicegate.store.schema import api_keys, audit_log, metadata
+from sluicegate.store.schema import api_keys, audit_log, metadata, request_log
+from sluicegate.store.schema import ledger as ledger_table
 from sluicegate.store.writer import RecordWriter
 
 DAY = 86_400_000
@@ -360,3 +362,37 @@ def test_unsupported_database_urls_are_config_errors(bad: str) -> None:
 
     with pytest.raises(ConfigError, match="database_url"):
         Database(bad)
+
+
+async def test_writer_batches_round_trip_every_field_and_skip_duplicates(db: Database) -> None:
+    """`insert_rows` (the writer's driver-level bulk path) stores every field, JSON tags included,
+    and a batch written twice adds nothing, on both dialects."""
+    store = Store(db)
+    row = LedgerRow(
+        request_id="fast-1",
+        ts=1_700_000_000_000,
+        key_id="k",
+        user_id="u",
+        team_id="t",
+        model="m",
+        provider="p",
+        deployment="p/m",
+        input_tokens=3,
+        cached_tokens=1,
+        output_tokens=2,
+        cost_usd=0.25,
+        usage_source="counted",
+        status=200,
+        partial=True,
+        duration_ms=1.5,
+        tags=["a", "b"],
+    )
+    log_row = LogRow(request_id="fast-1", ts=1_700_000_000_000, key_id="k", stream=True, tags=["x"])
+    await store.insert_rows([row], [log_row])
+    await store.insert_rows([row], [log_row])
+    async with db.read() as conn:
+        stored = [dict(r._mapping) for r in (await conn.execute(select(ledger_table))).all()]
+        logged = [dict(r._mapping) for r in (await conn.execute(select(request_log))).all()]
+    assert len(stored) == 1 and len(logged) == 1
+    assert stored[0] == msgspec.structs.asdict(row)
+    assert logged[0]["tags"] == ["x"] and logged[0]["stream"] is True

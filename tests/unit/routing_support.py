@@ -46,9 +46,16 @@ def router(text: str) -> Router:
     return Router(config, grouped)
 
 
+class NoAccounting:
+    """Admission that admits everything (limits are tests/integration/test_accounting.py's)."""
+
+    async def admit(self, ctx: RequestContext, model: str, body: Any, *, output: bool = True) -> None:
+        ctx.admitted = True
+
+
 def runtime(r: Router) -> Any:
     """What `dispatch` reads from a Runtime."""
-    return SimpleNamespace(router=r, groups=r.groups)
+    return SimpleNamespace(router=r, groups=r.groups, accounting=NoAccounting())
 
 
 def context(headers: dict[bytes, bytes] | None = None) -> RequestContext:

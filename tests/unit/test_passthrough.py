@@ -29,6 +29,14 @@ from sluicegate.server.app import Gateway
 from sluicegate.types import UpstreamRequest, Usage
 from sluicegate.upstream.sigv4 import Signer
 
+
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process gateways here use the default `./sluicegate.db` (and its spend journal): keep them in
+    a temporary directory, never in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 MASTER = "sk-master-unit"
 
 

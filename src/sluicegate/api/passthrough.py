@@ -619,6 +619,17 @@ class _DisconnectWatcher:
         self._task.cancel()
 
 
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The request body as a JSON object, for the limits estimate; None for anything else."""
+    if not body.startswith(b"{"):
+        return None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def _response_headers(upstream: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     # A body aiohttp decompressed no longer matches its content-encoding and content-length.
     decoded = "content-encoding" in upstream
@@ -640,7 +651,7 @@ def _response_headers(upstream: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
 async def passthrough(rt: Runtime, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one `/passthrough/...` request end to end (the app renders errors raised before the start)."""
     raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-    ctx.principal = principal = rt.authenticator.authenticate(_caller_key(raw_headers))
+    ctx.principal = principal = await rt.authenticator.resolve(_caller_key(raw_headers), scope.get("client"))
     path: str = scope["path"]
     target, model, tail = rt.passthrough.resolve(path)
     if model is not None:
@@ -660,6 +671,9 @@ async def passthrough(rt: Runtime, ctx: RequestContext, scope: Scope, receive: R
     ctx.model = model or deployment.entry.name
     ctx.deployment = deployment
     ctx.attempts = 1
+    # Limits and budgets as for any model call (pipeline/accounting.py); the body is estimated
+    # when it is a JSON object, as most provider APIs' bodies are.
+    await rt.accounting.admit(ctx, ctx.model, _json_object(body))
     request = UpstreamRequest(method, url, target.headers(raw_headers), body)
     await _forward(ctx, request, receive, send)
 
@@ -684,6 +698,7 @@ async def _forward(ctx: RequestContext, request: UpstreamRequest, receive: Recei
             stream=True,
         )
         ctx.upstream_s = perf_counter() - began
+        ctx.status = upstream.status
         reader = UsageReader(upstream.headers.get("content-type"))
         headers = ctx.model_headers()
         headers.extend(_response_headers(upstream.headers))
@@ -693,6 +708,7 @@ async def _forward(ctx: RequestContext, request: UpstreamRequest, receive: Recei
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             reader.feed(chunk)  # after the send: reading usage never delays the caller
         watcher.active = False
+        ctx.usage = reader.finish()  # before the last byte: the call is recorded as it is sent
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         outcome = "ok"
     except asyncio.CancelledError:

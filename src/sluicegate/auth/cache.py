@@ -107,13 +107,15 @@ class KeyCache:
         tasks = [*self._background, *([self._listener] if self._listener else [])]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # Bounded, and without swallowing our own cancellation: redis-py's teardown of a
+            # cancelled pub/sub read can hang (StreamWriter.wait_closed), which held worker
+            # shutdown for the whole drain timeout.
+            await asyncio.wait(tasks, timeout=1.0)
         self._listener = None
         if self._publisher is not None:
             with contextlib.suppress(Exception):
-                await self._publisher.aclose()
+                await asyncio.wait_for(self._publisher.aclose(), 1.0)
             self._publisher = None
 
     def set_tiers(self, tiers: Mapping[str, Sequence[str]]) -> None:
@@ -276,7 +278,10 @@ class KeyCache:
         import redis.asyncio as aioredis
 
         backoff = 0.2
-        while True:
+        # `_closed` is checked on every wake-up, not only cancellation: redis-py's get_message can
+        # swallow a cancel that lands as its own timeout fires (Python 3.11 wait_for), which left
+        # the task running and held worker shutdown for the whole drain timeout.
+        while not self._closed:
             client = aioredis.Redis.from_url(
                 self._redis_url or "",
                 health_check_interval=5,
@@ -287,16 +292,16 @@ class KeyCache:
             try:
                 await pubsub.subscribe(CHANNEL)
                 # Wait for the confirmation: only from then on is no message missed.
-                while True:
-                    message = await pubsub.get_message(timeout=2.0)
+                while not self._closed:
+                    message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "subscribe":
                         break
                 # Anything loaded before now may have missed a message sent while unsubscribed.
                 self.invalidate_local("all")
                 self._subscribed = True
                 backoff = 0.2
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                while not self._closed:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self._on_message(message["data"])
             except asyncio.CancelledError:

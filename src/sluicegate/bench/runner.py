@@ -1,5 +1,11 @@
 """Run the benchmark: upstream, gateway and load generator as separate processes on loopback.
 
+The gateway is measured as SPEC §9 asks: a virtual key with rpm, tpm, max_parallel and a budget
+(made through the admin API; no limit ever refuses a call, but every one is checked and settled),
+a priced model and the spend ledger on (SQLite); limits in process, or in a private redis-server
+with `--redis` (always with several workers). The same process is then measured with the master
+key (no admission) as a second row.
+
 Upstream: nginx answering a fixed chat completion when installed (the cheapest possible
 provider), else `sluicegate mock-server`. Load: wrk when installed, else the in-repo aiohttp
 load generator. Each concurrency level is measured directly against the upstream and through
@@ -63,6 +69,10 @@ class BenchOptions:
     stream: bool = True
     as_json: bool = False
     warmup_s: float = 1.0
+    # A private redis-server for the gateway's limits (always with several workers: SPEC §3).
+    redis: bool = False
+    # Also measure the master key (no limits, no admission; the ledger still on) as a second row.
+    master: bool = True
 
 
 @dataclass
@@ -202,17 +212,58 @@ def bare_passthrough(upstream_url: str) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def gateway(upstream_base: str, tmp: Path, workers: int) -> Iterator[Target]:
+def redis_server(tmp: Path) -> Iterator[str]:
+    """A private redis-server (no persistence) on a free port; yields its URL."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    config = tmp / "sluicegate-bench.yaml"
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with process([*args, "--dir", str(tmp)]):
+        _wait_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+# The virtual key of SPEC §9's measurement: every kind of limit on (none ever refuses a call).
+BENCH_KEY_LIMITS = {"rpm": 100_000_000, "tpm": 10_000_000_000, "max_parallel": 100_000, "budget_usd": 1e9}
+
+
+def create_key(base_url: str) -> str:
+    """A virtual key with rpm, tpm, max_parallel and a budget, made through the admin API."""
+    import http.client
+    from urllib.parse import urlparse
+
+    parsed = urlparse(base_url)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=10)
+    try:
+        body = orjson.dumps({"alias": "bench", **BENCH_KEY_LIMITS})
+        headers = {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"}
+        conn.request("POST", "/admin/keys", body=body, headers=headers)
+        reply = conn.getresponse()
+        payload = reply.read()
+    finally:
+        conn.close()
+    if reply.status != 201:
+        raise RuntimeError(f"could not create the bench key: {reply.status} {payload[:200]!r}")
+    return str(orjson.loads(payload)["key"])
+
+
+@contextlib.contextmanager
+def gateway(upstream_base: str, tmp: Path, workers: int, redis_url: str | None = None) -> Iterator[Target]:
+    """The gateway as SPEC §9 measures it: a SQLite ledger, priced model, a virtual key with limits."""
+    port = free_port()
+    config = tmp / f"sluicegate-bench-{port}.yaml"
     config.write_text(
         f"""master_key: {MASTER_KEY}
+database_url: sqlite:///{tmp}/bench-{port}.db
+{f"redis_url: {redis_url}" if redis_url else ""}
 models:
   - name: bench
     provider: openai-compatible
     model: bench
     api_base: {upstream_base}
     api_key: sk-upstream
+    price: {{input_per_mtok: 0.15, output_per_mtok: 0.60}}
 """
     )
     env = {**os.environ, "SLUICEGATE_LOG_LEVEL": "WARNING"}
@@ -233,10 +284,11 @@ models:
         env=env,
     ) as proc:
         waited = wait_http(f"http://127.0.0.1:{port}/health/ready", 30)
+        key = create_key(f"http://127.0.0.1:{port}")
         target = Target(
             "sluicegate",
             f"http://127.0.0.1:{port}/v1/chat/completions",
-            {"authorization": f"Bearer {MASTER_KEY}"},
+            {"authorization": f"Bearer {key}"},
             pid=proc.pid,
         )
         target.ready_s = time.perf_counter() - began if waited is not None else None
@@ -461,8 +513,11 @@ def run_bench(options: BenchOptions) -> int:
         "workers": options.workers,
         "duration_s": options.duration_s,
     }
-    with tempfile.TemporaryDirectory(prefix="sluicegate-bench-") as tmpdir:
+    use_redis = options.redis or options.workers > 1
+    report["redis"] = use_redis
+    with tempfile.TemporaryDirectory(prefix="sluicegate-bench-") as tmpdir, contextlib.ExitStack() as stack:
         tmp = Path(tmpdir)
+        redis_url = stack.enter_context(redis_server(tmp)) if use_redis else None
         with upstream_server(options.upstream, tmp) as (kind, base):
             report["upstream"] = kind
             direct = Target("direct", f"{base}/chat/completions", {"authorization": "Bearer sk-upstream"})
@@ -474,11 +529,19 @@ def run_bench(options: BenchOptions) -> int:
                     bare.results[c] = measure(bare, c, options, tmp, loadgen)
                 report["bare_rss_mb"] = _rss_mb(bare.pid)
                 targets.append(bare)
-            with gateway(base, tmp, options.workers) as gw:
+            with gateway(base, tmp, options.workers, redis_url) as gw:
                 for c in options.concurrencies:
                     gw.results[c] = measure(gw, c, options, tmp, loadgen)
                 report["gateway_rss_mb"] = _rss_mb(gw.pid)
                 targets.append(gw)
+                if options.master:
+                    # Same process, the master key: no admission at all (the ledger is still written).
+                    master = Target(
+                        "sluicegate-master", gw.url, {"authorization": f"Bearer {MASTER_KEY}"}, pid=gw.pid
+                    )
+                    for c in options.concurrencies:
+                        master.results[c] = measure(master, c, options, tmp, loadgen)
+                    targets.append(master)
             for peer_name, starter in (("litellm", litellm), ("portkey", portkey)):
                 if peer_name not in options.compare:
                     continue
@@ -491,7 +554,7 @@ def run_bench(options: BenchOptions) -> int:
                     report[f"{peer_name}_rss_mb"] = _rss_mb(peer.pid)
                     targets.append(peer)
         if options.stream:
-            report["stream"] = _stream_ttft(options, tmp)
+            report["stream"] = _stream_ttft(options, tmp, redis_url)
     report["targets"] = {
         t.name: {"ready_s": t.ready_s, "results": {str(c): r for c, r in t.results.items()}} for t in targets
     }
@@ -520,14 +583,14 @@ def run_bench(options: BenchOptions) -> int:
     return 0
 
 
-def _stream_ttft(options: BenchOptions, tmp: Path) -> dict[str, float]:
+def _stream_ttft(options: BenchOptions, tmp: Path, redis_url: str | None) -> dict[str, float]:
     """Time to first token, direct vs through the gateway, against a streaming mock upstream."""
     with (
         upstream_server("mock", tmp, stream_capable=True) as (_, base),
-        gateway(base, tmp, options.workers) as gw,
+        gateway(base, tmp, options.workers, redis_url) as gw,
     ):
         direct = measure_ttft(f"{base}/chat/completions", "sk-upstream", options)
-        through = measure_ttft(gw.url, MASTER_KEY, options)
+        through = measure_ttft(gw.url, gw.headers["authorization"].split(" ", 1)[1], options)
     return {
         "direct_p50_ms": direct["p50_ms"],
         "gateway_p50_ms": through["p50_ms"],
@@ -543,7 +606,8 @@ def _print_report(report: dict[str, Any], options: BenchOptions) -> None:
     console = Console(width=max(120, Console().width))
     table = Table(
         title=f"sluicegate bench — upstream {report['upstream']}, load {report['loadgen']}, "
-        f"{options.workers} worker(s), {options.duration_s:g} s per run"
+        f"{options.workers} worker(s), limits {'in Redis' if report.get('redis') else 'in process'}, "
+        f"{options.duration_s:g} s per run"
     )
     for column in (
         "target",

@@ -66,17 +66,25 @@ def serve(
     bind_host = host or config.server.host
     bind_port = port or config.server.port
     n_workers = workers or config.server.workers
+    if n_workers > 1 and not config.redis_url:
+        # In-process counters would let each worker admit the full limit: N workers, N times the rpm.
+        click.echo(
+            f"refusing to start {n_workers} workers without `redis_url`: rate limits and budgets are "
+            "exact across workers only through Redis; set `redis_url` in the config or run one worker",
+            err=True,
+        )
+        sys.exit(2)
     names = sorted({m.name for m in config.models})
     click.echo(
         f"sluicegate: serving {len(names)} model(s) [{', '.join(names)}] on http://{bind_host}:{bind_port} "
         f"with {n_workers} worker(s)",
         err=True,
     )
-    # Once, here in the parent, before any worker opens the database (docs/keys-admin.md).
+    # Once, here in the parent, before any worker opens the database (docs/keys.md).
     from .migrate import migrate_or_exit
 
-    migrate_or_exit(config.database_url)
-    # SIGTERM drains in-flight calls and exits 0; SIGHUP reloads the config (docs/lifecycle.md).
+    migrate_or_exit(config.database_url, in_child=True)
+    # SIGTERM drains in-flight calls and exits 0; SIGHUP reloads the config (docs/operations.md).
     sys.exit(
         run_server(
             bind_host,
@@ -219,6 +227,8 @@ def mock_server(
     help="Also measure these peers when installed (docs/benchmarks.md).",
 )
 @click.option("--no-stream", is_flag=True, help="Skip the streaming time-to-first-token measurement.")
+@click.option("--redis", is_flag=True, help="Limits in a private redis-server (always with --workers > 1).")
+@click.option("--no-master", is_flag=True, help="Skip the second gateway row measured with the master key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def bench(
     duration: float,
@@ -228,9 +238,15 @@ def bench(
     workers: int,
     compare: tuple[str, ...],
     no_stream: bool,
+    redis: bool,
+    no_master: bool,
     as_json: bool,
 ) -> None:
-    """Measure the gateway's throughput and added latency against a direct baseline (SPEC §9)."""
+    """Measure the gateway's throughput and added latency against a direct baseline (SPEC §9).
+
+    The `sluicegate` row calls with a virtual key carrying rpm, tpm, max_parallel and a budget, the
+    spend ledger on (SQLite); `sluicegate-master` is the same process with the master key.
+    """
     from ..bench.runner import BenchOptions, run_bench
 
     options = BenchOptions(
@@ -242,6 +258,8 @@ def bench(
         compare=compare,
         stream=not no_stream,
         as_json=as_json,
+        redis=redis,
+        master=not no_master,
     )
     sys.exit(run_bench(options))
 

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import click
 
+# Runs the upgrade in a child process (see `migrate_or_exit`).
+_CHILD = (
+    "import asyncio, sys; from sluicegate.store.migrate import upgrade; asyncio.run(upgrade(sys.argv[1]))"
+)
 
-def migrate_or_exit(database_url: str) -> None:
-    """Apply migrations; on failure print why and exit 2 (a gateway without its tables cannot serve)."""
+
+def migrate_or_exit(database_url: str, *, in_child: bool = False) -> None:
+    """Apply migrations; on failure print why and exit 2 (a gateway without its tables cannot serve).
+
+    With `in_child` (what `serve` uses) the process only checks the revision, and an upgrade runs in
+    a child process: Alembic and Mako cost the server ~10 MB of RSS for good if imported into it
+    (SPEC §9: ≤ 80 MB per worker), and are needed only on the first start after an upgrade.
+    """
     import asyncio
 
     from ..errors import ConfigError
-    from ..store.migrate import upgrade
+    from ..store.migrate import needs_upgrade, upgrade
 
     try:
-        asyncio.run(upgrade(database_url))
+        if not in_child:
+            asyncio.run(upgrade(database_url))
+        elif asyncio.run(needs_upgrade(database_url)):
+            done = subprocess.run(
+                [sys.executable, "-c", _CHILD, database_url], capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
+                raise RuntimeError(reason)
     except ConfigError as exc:
         click.echo(f"config error: {exc.message}", err=True)
         sys.exit(2)

@@ -205,6 +205,13 @@ def _check_semantics(config: Config) -> None:
     from ..routing.checks import check_router
 
     check_router(config)  # router:, fallbacks and the routing fields of models[] (issue #5)
+    names = {m.name for m in config.models}
+    for name in config.model_budgets:
+        if name not in names:
+            raise ConfigError(f"model_budgets.{name}: no model named {name!r} in models")
+    webhook = config.alerts.webhook_url
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        raise ConfigError("alerts.webhook_url: must be an http:// or https:// URL")
     server = config.server
     if not 0 < server.port < 65536:
         raise ConfigError(f"server.port: must be 1-65535, got {server.port}")

@@ -155,8 +155,28 @@ class ServerConfig(_Strict, frozen=True):
     workers: int = 1
     max_body_bytes: int = 10 * 1024 * 1024
     # SIGTERM -> the worker exits within this many seconds: in-flight calls finish or are cut with an
-    # error event shortly before it, then shutdown hooks (ledger flush) run (docs/lifecycle.md).
+    # error event shortly before it, then shutdown hooks (ledger flush) run (docs/operations.md).
     drain_timeout_s: float = 30.0
+
+
+class AlertsConfig(_Strict, frozen=True):
+    """Where soft-budget alerts go: a Slack-compatible webhook (`{"text": ...}` POSTed as JSON)."""
+
+    webhook_url: str | None = None
+
+
+class ModelBudget(_Strict, frozen=True):
+    """Spend limits of one model group, over every key that calls it (docs/accounting.md)."""
+
+    budget_usd: float | None = None
+    budget_period: Literal["1h", "1d", "7d", "30d"] | None = None  # None = lifetime
+    soft_budget_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("budget_usd", "soft_budget_usd"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:  # also rejects NaN
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
 class Config(_Strict, frozen=True):
@@ -171,5 +191,8 @@ class Config(_Strict, frozen=True):
     # (default: the first deployment of that provider in `models`); see docs/passthrough.md.
     passthrough: dict[str, str] = msgspec.field(default_factory=dict)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
-    # Named model allowlists that keys, users and teams refer to by `tier` (docs/keys-admin.md).
+    # Named model allowlists that keys, users and teams refer to by `tier` (docs/keys.md).
     tiers: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    # Soft-budget alert destination, and budgets per model group (issue #4; pipeline/accounting.py).
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    model_budgets: dict[str, ModelBudget] = msgspec.field(default_factory=dict)

@@ -93,6 +93,8 @@ async def complete_chat(
     )
     ctx.usage = response.usage
     content = egress.complete(request, response)
+    if ctx.principal is not None and ctx.principal.log_bodies:
+        ctx.response_body = content
     headers = ctx.model_headers()
     headers.append(JSON_CT)
     ctx.response_started = True
@@ -146,6 +148,7 @@ async def stream_chat(
 ) -> None:
     # One watcher for every attempt: a client leaving during a retry's backoff cancels it too.
     watcher = _DisconnectWatcher(receive)
+    ctx.stream = True
 
     async def attempt(deployment: Deployment, limit_s: float) -> None:
         upstream_request = build(deployment) if build else deployment.adapter.build_request(request)
@@ -223,10 +226,13 @@ async def _stream_attempt(
         headers.extend(SSE_HEADERS)
         ctx.upstream_s += ctx.ttft_s
         ctx.response_started = committed = True
+        # What reaches the client, by reference: counted for billing if the provider reports no usage.
+        ctx.frames = sent = first
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": encoder.encode(first), "more_body": True})
         if translator.finished:
             watcher.active = False
+            ctx.usage = translator.usage  # before the last byte: the call is recorded as it is sent
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         # Phase 2 — committed: forward every event; a failure becomes an in-band error event.
@@ -234,10 +240,12 @@ async def _stream_attempt(
             async for chunk in chunks:
                 frames = _translate(translator, decoder.feed(chunk))
                 if frames:
+                    sent += frames
                     body = encoder.encode(frames)
                     await send({"type": "http.response.body", "body": body, "more_body": True})
             closing = _translate(translator, decoder.close())
             closing.extend(translator.finish())
+            sent += closing
             tail = encoder.encode(closing) if closing else b""
         except GatewayError as error:
             ctx.stream_error = error
@@ -248,6 +256,7 @@ async def _stream_attempt(
             ctx.stream_error = GatewayError("internal error in the gateway while streaming")
             tail = encoder.error(ctx.stream_error)
         watcher.active = False
+        ctx.usage = translator.usage  # before the last byte: the call is recorded as it is sent
         await send({"type": "http.response.body", "body": tail, "more_body": False})
     finally:
         if not committed:

@@ -19,9 +19,10 @@ stream. Once a stream's first byte reached the client nothing is retried: `call`
 stream itself (an in-band error event on failure, noted in `ctx.stream_error`). Each attempt is
 appended to `ctx.attempt_log` for the request log; `ctx.attempts` feeds `x-sluicegate-attempts`.
 
-The lead's admission (limits, budgets) goes before `dispatch` and settle/ledger after it: a call
-is admitted once whatever the number of attempts, and `ctx.usage` holds the usage of the attempt
-that answered (for a stream, what was streamed before any failure).
+Admission (limits, budgets: pipeline/accounting.py) runs here once the model is known, once per
+call whatever the number of attempts; settle and the ledger run after the handler returns
+(server/app.py), from `ctx.usage`: the usage of the attempt that answered (for a stream, what was
+streamed before any failure).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from ..providers.base import EMBEDDINGS
 from ..routing.controls import read_controls
 from ..routing.deployment import Deployment
 from ..routing.fallbacks import estimate_tokens, is_content_filter, is_context_overflow
@@ -249,6 +251,8 @@ async def dispatch(
     ctl = read_controls(ctx.headers, controls)
     if ctl.fallbacks:
         _check_requested(rt, ctx, ctl.fallbacks)
+    # Limits and budgets, once per call whatever the attempts (pipeline/accounting.py).
+    await rt.accounting.admit(ctx, primary.name, body, output=capability != EMBEDDINGS)
     rc = router.config
     total_s = rc.timeout_s if ctl.timeout_s is None else ctl.timeout_s
     retries = rc.retries if ctl.retries is None else ctl.retries

@@ -41,6 +41,8 @@ async def embeddings(rt: Runtime, ctx: RequestContext, raw: bytes, receive: Rece
     )
     ctx.usage = response.usage
     content = response.content if response.content is not None else render(request, response)
+    if ctx.principal is not None and ctx.principal.log_bodies:
+        ctx.response_body = content
     headers = ctx.model_headers()
     headers.append(JSON_CT)
     ctx.response_started = True

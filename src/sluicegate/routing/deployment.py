@@ -36,6 +36,9 @@ class Deployment:
     index: int = 0
     stream_idle_s: float = 0.0
     cost_per_mtok: float = float("inf")  # input + output price; unknown prices sort last
+    # What a call costs here (spend/prices.py `price_for`), resolved once when the Runtime is built;
+    # None = unknown model, billed at 0 and marked `unpriced` (pipeline/accounting.py).
+    price: Any = None
     disabled: bool = False  # switched off at run time by an admin
     health: Health = field(default_factory=Health)
     usage: RollingPair = field(default_factory=RollingPair)  # (requests, tokens) over the last minute

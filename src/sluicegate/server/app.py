@@ -9,6 +9,7 @@ in-band error event instead (pipeline/chat.py).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -41,7 +42,17 @@ from ..pipeline.completions import completions
 from ..pipeline.context import RequestContext
 from ..pipeline.embeddings import embeddings
 from ..upstream.client import HttpTransport
-from .http import JSON_CT, ClientDisconnected, Receive, Scope, Send, pick_headers, read_body, send_bytes
+from .http import (
+    JSON_CT,
+    ClientDisconnected,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    pick_headers,
+    read_body,
+    send_bytes,
+)
 from .lifecycle import Lifecycle, ShutdownHook, end_cut_request, refuse
 from .runtime import Runtime
 from .switches import Switches
@@ -82,7 +93,9 @@ class Gateway:
         self.lifecycle = Lifecycle()  # drain state and shutdown hooks (server/lifecycle.py)
         self.switches = Switches()  # deployments disabled at run time (server/switches.py)
         self.switches.apply(self.runtime)
-        # Flush queued ledger/log rows and close the database (shared by every reloaded Runtime).
+        # Soft-budget alerts still being sent (they need the database), then flush queued
+        # ledger/log rows and close the database (shared by every reloaded Runtime).
+        self.on_shutdown(self._close_accounting)
         self.on_shutdown(self._close_state)
         self.on_shutdown(self._close_router)
         self._counter = 0
@@ -91,6 +104,9 @@ class Gateway:
     def on_shutdown(self, hook: ShutdownHook) -> None:
         """Register `async hook()` to run at shutdown after the last request (e.g. the ledger flush)."""
         self.lifecycle.on_shutdown(hook)
+
+    async def _close_accounting(self) -> None:
+        await self.runtime.accounting.close()
 
     async def _close_state(self) -> None:
         await self.runtime.state.close()
@@ -119,6 +135,7 @@ class Gateway:
         )
         path: str = scope["path"]
         renderer: ErrorRenderer = render_openai
+        rt = self.runtime  # this request's snapshot: a reload swaps self.runtime, not this
         try:
             if self.lifecycle.draining and path != "/health/live":
                 await refuse(send, ctx.request_id, path)
@@ -130,14 +147,18 @@ class Gateway:
                     raise MethodNotAllowedError(
                         f"{scope['method']} is not allowed on {path}; use {method.decode()}"
                     )
-                rt = self.runtime
                 ctx.principal = await rt.authenticator.resolve(_key(headers), scope.get("client"))
+                if handler is not count_tokens:  # a local estimate: neither billed nor logged
+                    ctx.endpoint = path
+                    send = _recording(rt, ctx, send)
                 raw = await read_body(receive, rt.max_body_bytes, headers.get(b"content-length"))
                 await handler(rt, ctx, raw, receive, send)
                 return
             if path.startswith(PASSTHROUGH_PREFIX):
                 renderer = passthrough_error_renderer(path)
-                await passthrough(self.runtime, ctx, scope, receive, send)
+                ctx.endpoint = "/passthrough"
+                send = _recording(rt, ctx, send)
+                await passthrough(rt, ctx, scope, receive, send)
                 return
             if path.startswith(RUNTIME_ADMIN_PREFIXES):  # before the table-driven /admin/ routes
                 await runtime_admin(self, self.runtime, ctx, scope, headers, send)
@@ -146,22 +167,37 @@ class Gateway:
                 await admin(self.runtime, ctx, scope, headers, receive, send)
                 return
             await self._small_routes(scope, ctx, headers, send)
+        # How a call ended goes on the context before the answer is sent: the ledger and log rows
+        # are recorded from it just before the last byte (`_recording`).
         except GatewayError as error:
+            ctx.error_code = error.code or error.error_type
             if ctx.response_started:
                 log.warning("error after response start", extra={"request_id": ctx.request_id.decode()})
                 return
+            ctx.status = error.http_status
             await _send_error(send, ctx, error, renderer)
         except ClientDisconnected:
+            ctx.status, ctx.error_code = 499, "client_disconnected"
             return
         except asyncio.CancelledError:
             if not self.lifecycle.cutting:
                 raise
             # Cancelled at the drain deadline (server/worker.py): tell the client, then end normally.
+            ctx.cut, ctx.error_code = True, "shutting_down"
+            if not ctx.response_started:
+                ctx.status = 503
             await end_cut_request(send, ctx.request_id, path, ctx.response_started)
         except Exception:
             log.exception("unhandled error", extra={"request_id": ctx.request_id.decode()})
+            ctx.error_code = "internal_error"
             if not ctx.response_started:
+                ctx.status = 500
                 await _send_error(send, ctx, GatewayError("internal error in the gateway"), renderer)
+        finally:
+            # Exactly once per model call, on every exit path above: rows (if the answer did not
+            # already record them) and the limiter's settle.
+            if ctx.endpoint is not None and ctx.principal is not None and not ctx.finished:
+                await _finish(rt, ctx)
 
     async def _small_routes(
         self, scope: Scope, ctx: RequestContext, headers: dict[bytes, bytes], send: Send
@@ -202,6 +238,10 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 await self.runtime.state.start()  # key-cache invalidation listener, ledger writer
                 self.runtime.router.start()  # Redis-shared routing state, active health checks
+                # What is loaded by now lives as long as the worker: move it out of the collector's
+                # reach, or every full collection walks it all (tens of ms: the p99 under load).
+                gc.collect()
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.lifecycle.run_hooks()
@@ -209,6 +249,34 @@ class Gateway:
                 await self.http.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _recording(rt: Runtime, ctx: RequestContext, send: Send) -> Send:
+    """`send`, but the call's ledger and log rows are recorded (journaled) just before its last byte:
+    an answer the caller has received is always in the journal, whatever happens to the process."""
+
+    async def send_recorded(message: Message) -> None:
+        if (
+            not ctx.recorded
+            and ctx.principal is not None
+            and message["type"] == "http.response.body"
+            and not message.get("more_body", False)
+        ):
+            try:
+                rt.accounting.record(ctx)
+            except Exception:
+                log.exception("accounting failed", extra={"request_id": ctx.request_id.decode()})
+        await send(message)
+
+    return send_recorded
+
+
+async def _finish(rt: Runtime, ctx: RequestContext) -> None:
+    try:
+        await rt.accounting.finish(ctx)
+    except Exception:
+        # The reply is out: accounting trouble is logged, never turned into a second response.
+        log.exception("accounting failed", extra={"request_id": ctx.request_id.decode()})
 
 
 def _key(headers: dict[bytes, bytes]) -> str | None:

@@ -35,6 +35,7 @@ WANTED_HEADERS = frozenset(
         b"x-sluicegate-retries",
         b"x-sluicegate-timeout-s",
         b"x-sluicegate-priority",
+        b"x-sluicegate-tags",  # recorded on the ledger and log rows (pipeline/accounting.py)
     }
 )
 

@@ -1,6 +1,6 @@
 """Drain and shutdown of one worker: the draining flag, the cut at the drain deadline, shutdown hooks.
 
-Timeline after SIGTERM (server/worker.py drives it, docs/lifecycle.md explains it):
+Timeline after SIGTERM (server/worker.py drives it, docs/operations.md explains it):
 
 1. `begin_drain` — `/health/ready` answers 503 and any new request (a keep-alive connection's
    next call) gets 503 `shutting_down` with `connection: close`; the listener closes.

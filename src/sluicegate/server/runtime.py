@@ -6,6 +6,7 @@ reference, so in-flight requests keep the snapshot they started with.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 
@@ -18,8 +19,11 @@ from ..config.schema import Config
 from ..providers.registry import make_adapter
 from ..routing.deployment import Deployment
 from ..routing.router import Router
+from ..spend.prices import price_for
 from ..store.state import state_for
 from ..upstream.client import HttpTransport
+
+log = logging.getLogger("sluicegate")
 
 
 class Runtime:
@@ -48,19 +52,33 @@ class Runtime:
             adapter = make_adapter(entry)
             make_transport = getattr(adapter, "make_transport", None)
             transport = make_transport() if make_transport is not None else http
-            grouped.setdefault(entry.name, []).append(
-                Deployment(
-                    label=label,
-                    entry=entry,
-                    adapter=adapter,
-                    transport=transport,
-                    timeout_s=entry.timeout_s or config.router.timeout_s,
-                    connect_timeout_s=entry.connect_timeout_s or config.router.connect_timeout_s,
-                )
+            deployment = Deployment(
+                label=label,
+                entry=entry,
+                adapter=adapter,
+                transport=transport,
+                timeout_s=entry.timeout_s or config.router.timeout_s,
+                connect_timeout_s=entry.connect_timeout_s or config.router.connect_timeout_s,
             )
+            # Resolved once here, never per request; an unknown model bills 0 (one warning, not one per call).
+            deployment.price = price_for(entry)
+            if deployment.price is None:
+                log.warning(
+                    "no price for deployment %s/%s: its calls are billed at 0 and marked unpriced; "
+                    "set `price:` on the model entry",
+                    entry.name,
+                    label,
+                )
+            grouped.setdefault(entry.name, []).append(deployment)
         # Groups, strategies, health, retry budget, Redis-shared state (routing/router.py).
         self.router = Router(config, grouped)
         self.groups = self.router.groups
+        # Admission before dispatch, settle + ledger + log after (pipeline/accounting.py).
+        from ..pipeline.accounting import Accounting
+
+        self.accounting = Accounting(
+            config, self.groups, self.state.limiter, self.records, self.store, http, seeded=self.state.seeded
+        )
         self.passthrough = PassthroughRoutes(config, self.groups)
         # /v1/models answers are the same for every call: encode them once.
         self._model_objects = {

@@ -11,7 +11,7 @@ listed falls back to the longest listed name it extends at a `-` boundary.
 
 An unknown model resolves to None. The pipeline then bills the call at 0, marks the ledger row
 as unpriced and logs one warning per deployment when the runtime is built, never per request
-(docs/_drafts/limits-budgets-pricing.md, Decisions).
+(docs/limits.md, Decisions).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import audit, keys, ledger, logs
+from . import audit, keys, ledger, logs, schema
 from .db import Database
 from .ledger import LedgerRow, SpendGroup
 from .logs import LogRow
@@ -42,10 +42,8 @@ class Store:
     async def insert_rows(self, ledger_rows: Sequence[LedgerRow], log_rows: Sequence[LogRow]) -> None:
         """Ledger and log rows of a batch in one transaction (one commit, one fsync on Postgres)."""
         async with self.db.write() as conn:
-            if ledger_rows:
-                await ledger.insert_ledger_rows(conn, ledger_rows)
-            if log_rows:
-                await logs.insert_log_rows(conn, log_rows)
+            await ledger.insert_batch(conn, schema.ledger, ledger_rows)
+            await ledger.insert_batch(conn, schema.request_log, log_rows)
 
     async def spend(
         self,

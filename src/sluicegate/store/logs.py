@@ -20,7 +20,7 @@ from .paging import decode_cursor, encode_cursor
 from .schema import request_log
 
 
-class LogRow(msgspec.Struct, kw_only=True, frozen=True):
+class LogRow(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """One finished call as seen at the edge. `ts` is milliseconds since the epoch (call end)."""
 
     request_id: str

@@ -34,6 +34,15 @@ async def upgrade(database_url: str) -> None:
         await db.close()
 
 
+async def needs_upgrade(database_url: str) -> bool:
+    """Whether the database at `database_url` is behind the newest schema (one query)."""
+    db = Database(database_url)
+    try:
+        return await current_revision(db) != HEAD
+    finally:
+        await db.close()
+
+
 async def upgrade_db(db: Database) -> None:
     if await current_revision(db) == HEAD:
         return
