@@ -425,7 +425,7 @@ def test_migrate_command_is_idempotent(tmp_path: Path) -> None:
     for _ in range(2):
         result = cli("migrate", "--config", str(config))
         assert result.returncode == 0, result.stderr
-        assert "0001_initial" in result.stdout
+        assert "0002_key_priority" in result.stdout
     broken = tmp_path / "broken.yaml"
     broken.write_text(_config("mysql://nowhere/db"))
     result = cli("migrate", "--config", str(broken))
@@ -457,3 +457,16 @@ def test_gateway_on_postgres_with_redis_revokes_across_workers(
                 pytest.raises(openai.AuthenticationError),
             ):
                 fresh.chat.completions.create(model="demo", messages=MESSAGES)  # type: ignore[arg-type]
+
+
+def test_a_key_carries_a_default_priority(gateway: GatewayProcess) -> None:
+    """A key stores `priority` (high, normal or low), PATCH changes it, and anything else is a 400."""
+    status, key = call(gateway, "POST", "/admin/keys", {"alias": "vip", "priority": "high"})
+    assert status == 201 and key["priority"] == "high"
+    status, patched = call(gateway, "PATCH", f"/admin/keys/{key['id']}", {"priority": "low"})
+    assert status == 200 and patched["priority"] == "low"
+    status, error = call(gateway, "POST", "/admin/keys", {"alias": "bad", "priority": "urgent"})
+    assert status == 400 and "priority" in json.dumps(error)
+    status, plain = call(gateway, "POST", "/admin/keys", {"alias": "plain"})
+    assert status == 201 and plain["priority"] is None
+    assert chat(gateway, key["key"]) == "echo: hi"  # a key with a priority still calls normally

@@ -250,6 +250,14 @@ def test_a_cut_stream_is_billed_for_what_was_streamed_by_counting(solo: GatewayP
     assert row["usage_source"] == "counted" and row["status_code"] == 200 and row["error_code"]
     assert row["output_tokens"] >= 1 and row["cost_usd"] > 0  # "w0 w1 w2 " streamed: counted, priced
     assert row["cost_usd"] == pytest.approx(expected_cost(row["input_tokens"], row["output_tokens"]))
+    # The ledger holds exactly one row for the call, marked partial (issue #5: cut mid-stream).
+    with sqlite3.connect(solo.log_path.parent / "sg.db") as conn:
+        ledger_rows = conn.execute(
+            "SELECT partial, usage_source, cost_usd FROM ledger WHERE key_id = ?", (key["id"],)
+        ).fetchall()
+    assert len(ledger_rows) == 1
+    partial, source, cost = ledger_rows[0]
+    assert partial and source == "counted" and cost == pytest.approx(row["cost_usd"])
 
 
 def test_an_exhausted_budget_is_insufficient_quota_and_the_sdk_does_not_retry(solo: GatewayProcess) -> None:

@@ -279,3 +279,18 @@ def test_attempt_timeout_is_cut_to_the_time_left_in_coarse_steps() -> None:
     assert attempt_timeout(d, 0.34) == pytest.approx(0.4)
     assert attempt_timeout(d, 42.2) == 43.0
     assert attempt_timeout(d, 0.0001) == pytest.approx(0.1)
+
+
+def test_the_keys_default_priority_applies_unless_the_request_names_one() -> None:
+    """A key's `priority` orders its calls in the queue; a per-request priority overrides it."""
+    from sluicegate.auth.principal import Principal
+    from sluicegate.pipeline.context import RequestContext
+    from sluicegate.pipeline.dispatch import _priority
+    from sluicegate.routing.priority import PRIORITIES
+
+    ctx = RequestContext(request_id=b"r", started=0.0)
+    ctx.principal = Principal(kind="virtual", key_id="k", priority="high")
+    assert _priority(ctx, None) == PRIORITIES["high"]
+    assert _priority(ctx, PRIORITIES["low"]) == PRIORITIES["low"]
+    ctx.principal = Principal(kind="virtual", key_id="k")
+    assert _priority(ctx, None) == PRIORITIES["normal"]

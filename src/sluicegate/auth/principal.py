@@ -38,6 +38,7 @@ class Principal:
     scopes: tuple[Scope, ...] = ()
     allowed_ips: tuple[IPNetwork, ...] | None = None  # None = any client address
     log_bodies: bool = False  # key, user or team asked for request/response bodies in the log
+    priority: str | None = None  # the key's default priority (high | normal | low); None = normal
 
     def check_model(self, model: str) -> None:
         if self.allowed_models is not None and model not in self.allowed_models:
@@ -92,6 +93,7 @@ def principal_for(
         scopes=tuple(scopes),
         allowed_ips=networks,
         log_bodies=key.log_bodies or bool(user and user.log_bodies) or bool(team and team.log_bodies),
+        priority=key.priority,
     )
 
 

@@ -89,6 +89,7 @@ class KeyRecord(_Account):
     user_id: str | None = None
     allowed_ips: tuple[str, ...] = ()
     role: str = "member"
+    priority: str | None = None  # default priority of the key's calls; None = normal
     revoked_at: int | None = None
     previous_key_hash: str | None = None
     previous_valid_until: int | None = None

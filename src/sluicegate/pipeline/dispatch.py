@@ -203,8 +203,8 @@ def _check_requested(rt: Runtime, ctx: RequestContext, names: tuple[str, ...]) -
 def _priority(ctx: RequestContext, requested: int | None) -> int:
     if requested is not None:
         return requested
-    # Per-key default (issue #4 key records); absent until the key store carries one.
-    default = getattr(ctx.principal, "priority", None)
+    # The key's default (admin API `priority`), else normal.
+    default = ctx.principal.priority if ctx.principal is not None else None
     return PRIORITIES.get(default, NORMAL) if isinstance(default, str) else NORMAL
 
 

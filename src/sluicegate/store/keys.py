@@ -51,6 +51,7 @@ def key_from(row: Mapping[Any, Any]) -> KeyRecord:
         user_id=row["user_id"],
         allowed_ips=tuple(row["allowed_ips"] or ()),
         role=row["role"],
+        priority=row["priority"],
         revoked_at=row["revoked_at"],
         previous_key_hash=row["previous_key_hash"],
         previous_valid_until=row["previous_valid_until"],

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .db import Database
 
-HEAD = "0001_initial"
+HEAD = "0002_key_priority"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant: the advisory lock only serialises Sluicegate migrators with each other.
 _PG_LOCK_ID = 0x51_1CE_6A7E

@@ -83,6 +83,8 @@ api_keys = Table(
     Column("user_id", String(ID), nullable=True, index=True),
     Column("allowed_ips", JSON, nullable=False),
     Column("role", String(16), nullable=False),
+    # Default `x-sluicegate-priority` of the key's calls (high | normal | low); null = normal.
+    Column("priority", String(8), nullable=True),
     Column("revoked_at", BigInteger, nullable=True),
     # Rotation grace: the replaced secret's hash stays valid until previous_valid_until.
     Column("previous_key_hash", String(64), nullable=True, index=True),

@@ -28,6 +28,7 @@ ModelName = Annotated[str, Meta(min_length=1, max_length=256)]
 Models = Annotated[list[ModelName], Meta(max_length=1000)]
 IpList = Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=256)]
 Role = Literal["admin", "team_admin", "member", "viewer"]
+Priority = Literal["high", "normal", "low"]
 Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
 Timestamp = Annotated[datetime, Meta(tz=True)]
 TtlSeconds = Annotated[float, Meta(gt=0, le=10 * 366 * 86_400)]
@@ -74,6 +75,7 @@ class KeyCreate(_LimitsIn, kw_only=True):
     user_id: Ident | None = None
     allowed_ips: IpList = msgspec.field(default_factory=list)
     role: Role = "member"
+    priority: Priority | None = None  # default priority of the key's calls (routing queue)
 
 
 class _LimitsPatch(_In):
@@ -109,6 +111,7 @@ class KeyUpdate(_LimitsPatch, kw_only=True):
     user_id: Ident | UnsetType | None = UNSET
     allowed_ips: IpList | UnsetType = UNSET
     role: Role | UnsetType = UNSET
+    priority: Priority | UnsetType | None = UNSET
 
 
 class RotateIn(_In):
@@ -150,6 +153,7 @@ class KeyOut(_LimitsOut, kw_only=True):
     user_id: str | None
     allowed_ips: list[str]
     role: str
+    priority: str | None
     revoked_at: datetime | None
     previous_valid_until: datetime | None  # the replaced secret works until then (rotation grace)
 

@@ -117,6 +117,7 @@ def _key_fields(record: KeyRecord) -> dict[str, Any]:
         "user_id": record.user_id,
         "allowed_ips": list(record.allowed_ips),
         "role": record.role,
+        "priority": record.priority,
         "revoked_at": ms_to_dt(record.revoked_at),
         "previous_valid_until": ms_to_dt(grace),
     }
@@ -159,7 +160,7 @@ class AdminService:
     async def create_key(self, body: KeyCreate, *, actor: str, request_id: str | None = None) -> KeyCreated:
         values = self._changes(body, create=True)
         values.update(self._expiry(body.expires_at, body.ttl_s, create=True))
-        for name in ("team_id", "user_id", "role"):
+        for name in ("team_id", "user_id", "role", "priority"):
             values[name] = getattr(body, name)
         values["allowed_ips"] = _check_ips(body.allowed_ips)
         async with self.db.write() as conn:
@@ -211,7 +212,7 @@ class AdminService:
             expires_at = None if body.expires_at is UNSET else body.expires_at
             ttl_s = None if body.ttl_s is UNSET else body.ttl_s
             changes.update(self._expiry(expires_at, ttl_s, create=False))
-        for name in ("team_id", "user_id", "role"):
+        for name in ("team_id", "user_id", "role", "priority"):
             value = getattr(body, name)
             if value is not UNSET:
                 changes[name] = value
