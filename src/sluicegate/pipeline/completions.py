@@ -29,7 +29,7 @@ from ..types import ChatRequest, ChatResponse, UpstreamRequest
 from .chat import complete_chat, run_chat, stream_chat
 from .context import RequestContext
 from .egress import OPENAI, StreamEncoder
-from .validate import chat_request, parse_json_object
+from .validate import chat_request, check_types, checked_request, parse_json_object, require_model, wrong_type
 
 _NUMBER = (int, float)
 # parameter -> (accepted types, description for the error message); reference §1.6.
@@ -99,12 +99,6 @@ def _native(group: ModelGroup) -> bool:
     )
 
 
-def _wrong_type(name: str, expected: str) -> InvalidRequestError:
-    return InvalidRequestError(
-        f"invalid type for '{name}': expected {expected}", param=name, code="invalid_type"
-    )
-
-
 def _is_token(value: Any) -> bool:
     return type(value) is int and value >= 0  # bool is an int subclass, and not a token id
 
@@ -114,7 +108,7 @@ def _check_prompt(prompt: Any) -> None:
         return
     expected = "a string, an array of strings, an array of token ids or an array of token-id arrays"
     if not isinstance(prompt, list):
-        raise _wrong_type("prompt", expected)
+        raise wrong_type("prompt", expected)
     if not prompt:
         raise InvalidRequestError("'prompt' must not be an empty array", param="prompt", code="invalid_value")
     first = prompt[0]
@@ -125,41 +119,18 @@ def _check_prompt(prompt: Any) -> None:
     else:
         ok = all(_is_token(item) for item in prompt)
     if not ok:
-        raise _wrong_type("prompt", expected)
+        raise wrong_type("prompt", expected)
 
 
 def completion_request(body: dict[str, Any]) -> ChatRequest:
     """Check a legacy completions body (reference §1.6); the result is what the forwarding path sends."""
-    model = body.get("model")
-    if model is None:
-        raise InvalidRequestError(
-            "missing required parameter: 'model'", param="model", code="missing_required_parameter"
-        )
-    if not isinstance(model, str) or not model:
-        raise _wrong_type("model", "a non-empty string")
+    model = require_model(body)
     if "prompt" not in body:
         raise InvalidRequestError(
             "missing required parameter: 'prompt'", param="prompt", code="missing_required_parameter"
         )
     _check_prompt(body["prompt"])
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _wrong_type("stream", "a boolean")
-    for name, value in body.items():
-        spec = _TYPED.get(name)
-        if spec is None or value is None:
-            continue
-        types, expected = spec
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise _wrong_type(name, expected)
-    controls = body.pop("sluicegate", None)  # per-request gateway controls (SPEC §6) never reach the provider
-    include_usage = False
-    if stream:
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return ChatRequest(
-        body=body, model=model, stream=bool(stream), include_usage=include_usage, controls=controls
-    )
+    return checked_request(body, model, check_types(body, _TYPED))
 
 
 def _no_equivalent(body: dict[str, Any]) -> list[str]:

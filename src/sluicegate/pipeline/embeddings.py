@@ -22,7 +22,7 @@ from ..server.runtime import Runtime
 from ..types import EmbeddingsRequest, EmbeddingsResponse, Usage
 from .context import RequestContext
 from .dispatch import attempt_timeout, dispatch, fetch
-from .validate import parse_json_object
+from .validate import parse_json_object, require_model
 
 ENCODINGS = ("float", "base64")
 
@@ -103,11 +103,7 @@ def _check_input(value: Any) -> list[Any]:
 
 def embeddings_request(body: dict[str, Any]) -> EmbeddingsRequest:
     """Check an embeddings body (reference §1.7) and normalise what adapters need from it."""
-    model = body.get("model")
-    if model is None:
-        raise _invalid("missing required parameter: 'model'", "model", "missing_required_parameter")
-    if not isinstance(model, str) or not model:
-        raise _invalid("invalid type for 'model': expected a non-empty string", "model", "invalid_type")
+    model = require_model(body)
     if "input" not in body:
         raise _invalid("missing required parameter: 'input'", "input", "missing_required_parameter")
     inputs = _check_input(body["input"])

@@ -52,20 +52,54 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _wrong_type(name: str, expected: str) -> InvalidRequestError:
+def wrong_type(name: str, expected: str) -> InvalidRequestError:
     return InvalidRequestError(
         f"invalid type for '{name}': expected {expected}", param=name, code="invalid_type"
     )
 
 
-def chat_request(body: dict[str, Any]) -> ChatRequest:
+def require_model(body: dict[str, Any]) -> str:
+    """The body's `model`: present and a non-empty string (every model surface starts here)."""
     model = body.get("model")
     if model is None:
         raise InvalidRequestError(
             "missing required parameter: 'model'", param="model", code="missing_required_parameter"
         )
     if not isinstance(model, str) or not model:
-        raise _wrong_type("model", "a non-empty string")
+        raise wrong_type("model", "a non-empty string")
+    return model
+
+
+def check_types(body: dict[str, Any], table: dict[str, tuple[tuple[type, ...], str]]) -> bool:
+    """Check `stream` and every parameter named in `table` (null passes); returns whether to stream."""
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise wrong_type("stream", "a boolean")
+    # Walk the caller's keys (usually a handful), not the table of every typed parameter.
+    for name, value in body.items():
+        spec = table.get(name)
+        if spec is None or value is None:
+            continue
+        types, expected = spec
+        # bool is an int subclass: `"max_tokens": true` must not pass as an integer.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise wrong_type(name, expected)
+    return bool(stream)
+
+
+def checked_request(body: dict[str, Any], model: str, stream: bool) -> ChatRequest:
+    """The `ChatRequest` of a checked body: gateway controls taken out, the caller's usage wish read."""
+    # Per-request gateway controls (SPEC §6) never reach the provider; the router reads them.
+    controls = body.pop("sluicegate", None)
+    include_usage = False
+    if stream:
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return ChatRequest(body=body, model=model, stream=stream, include_usage=include_usage, controls=controls)
+
+
+def chat_request(body: dict[str, Any]) -> ChatRequest:
+    model = require_model(body)
     messages = body.get("messages")
     if messages is None:
         raise InvalidRequestError(
@@ -77,7 +111,7 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
         )
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise _wrong_type(f"messages[{index}]", "an object")
+            raise wrong_type(f"messages[{index}]", "an object")
         role = message.get("role")
         if role not in ROLES:
             raise InvalidRequestError(
@@ -86,24 +120,4 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
                 param=f"messages[{index}].role",
                 code="invalid_value",
             )
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _wrong_type("stream", "a boolean")
-    # Walk the caller's keys (usually a handful), not the table of every typed parameter.
-    for name, value in body.items():
-        spec = _TYPED.get(name)
-        if spec is None or value is None:
-            continue
-        types, expected = spec
-        # bool is an int subclass: `"max_tokens": true` must not pass as an integer.
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise _wrong_type(name, expected)
-    # Per-request gateway controls (SPEC §6) never reach the provider; the router reads them.
-    controls = body.pop("sluicegate", None)
-    include_usage = False
-    if stream:
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return ChatRequest(
-        body=body, model=model, stream=bool(stream), include_usage=include_usage, controls=controls
-    )
+    return checked_request(body, model, check_types(body, _TYPED))
