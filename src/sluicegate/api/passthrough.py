@@ -48,7 +48,7 @@ from ..errors import (
     render_openai,
 )
 from ..providers.base import loads_lenient
-from ..server.http import Receive, Send, read_body
+from ..server.http import DisconnectWatcher, Receive, Send, read_body
 from ..types import UpstreamRequest, Usage
 from ..upstream.ndjson import NDJSONDecoder
 from ..upstream.sse import SSEDecoder
@@ -595,30 +595,6 @@ def _raw_tail(scope: Scope, tail: str) -> str:
     return quote(tail, safe="/:@!$&'()*+,;=~")
 
 
-class _DisconnectWatcher:
-    """Cancels the handler when the client goes away, so the upstream call stops at once."""
-
-    __slots__ = ("_target", "_task", "active", "fired")
-
-    def __init__(self, receive: Receive) -> None:
-        self._target = asyncio.current_task()
-        self.active = True
-        self.fired = False
-        self._task = asyncio.ensure_future(self._watch(receive))
-
-    async def _watch(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        # `active` is cleared just before the final send: uvicorn then reports "disconnect" too.
-        if self.active and self._target is not None:
-            self.fired = True
-            self._target.cancel()
-
-    def stop(self) -> None:
-        self.active = False
-        self._task.cancel()
-
-
 def _json_object(body: bytes) -> dict[str, Any] | None:
     """The request body as a JSON object, for the limits estimate; None for anything else."""
     if not body.startswith(b"{"):
@@ -682,7 +658,7 @@ async def _forward(ctx: RequestContext, request: UpstreamRequest, receive: Recei
     deployment = ctx.deployment
     assert deployment is not None
     began = perf_counter()
-    watcher = _DisconnectWatcher(receive)
+    watcher = DisconnectWatcher(receive)
     upstream = None
     reader: UsageReader | None = None
     outcome = "failed"

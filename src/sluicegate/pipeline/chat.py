@@ -30,7 +30,7 @@ from time import perf_counter
 from ..errors import GatewayError, UpstreamTimeoutError
 from ..providers.base import CHAT, STREAM, StreamTranslator
 from ..routing.deployment import Deployment
-from ..server.http import JSON_CT, SSE_HEADERS, Receive, Send, send_bytes
+from ..server.http import JSON_CT, SSE_HEADERS, DisconnectWatcher, Receive, Send, send_bytes
 from ..server.runtime import Runtime
 from ..types import ChatRequest, ChatResponse, UpstreamRequest
 from ..upstream.client import UpstreamStream
@@ -101,33 +101,6 @@ async def complete_chat(
     await send_bytes(send, 200, content, headers)
 
 
-class _DisconnectWatcher:
-    """Cancels the streaming task when the client goes away, so the upstream call stops at once."""
-
-    __slots__ = ("_receive", "_target", "_task", "active", "fired")
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self._target = asyncio.current_task()
-        self.active = True
-        self.fired = False
-        self._task = asyncio.ensure_future(self._watch())
-
-    async def _watch(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                break
-        # `active` is cleared just before the final send: uvicorn then reports "disconnect" too.
-        if self.active and self._target is not None:
-            self.fired = True
-            self._target.cancel()
-
-    def stop(self) -> None:
-        self.active = False
-        self._task.cancel()
-
-
 def _translate(translator: StreamTranslator, events: list[SSEEvent]) -> list[bytes]:
     frames: list[bytes] = []
     for event in events:
@@ -147,7 +120,7 @@ async def stream_chat(
     build: Build | None = None,
 ) -> None:
     # One watcher for every attempt: a client leaving during a retry's backoff cancels it too.
-    watcher = _DisconnectWatcher(receive)
+    watcher = DisconnectWatcher(receive)
     ctx.stream = True
 
     async def attempt(deployment: Deployment, limit_s: float) -> None:
@@ -186,7 +159,7 @@ async def _stream_attempt(
     limit_s: float,
     send: Send,
     egress: Egress,
-    watcher: _DisconnectWatcher,
+    watcher: DisconnectWatcher,
 ) -> None:
     """One streamed attempt: raises before the first token (the loop may retry); ends the stream after."""
     # The first-token deadline, never past the request's total timeout.

@@ -6,6 +6,7 @@ microsecond of routing and wrapping shows up in the benchmark (SPEC §9).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -83,3 +84,31 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class DisconnectWatcher:
+    """Cancels the current task when the client goes away, so the upstream call stops at once.
+
+    Streaming handlers (chat streams, passthrough) start one while they relay; `fired` tells a
+    cancellation caused by the client from any other, and `active` is cleared just before the final
+    send, since uvicorn then reports "disconnect" for a finished response too.
+    """
+
+    __slots__ = ("_target", "_task", "active", "fired")
+
+    def __init__(self, receive: Receive) -> None:
+        self._target = asyncio.current_task()
+        self.active = True
+        self.fired = False
+        self._task = asyncio.ensure_future(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if self.active and self._target is not None:
+            self.fired = True
+            self._target.cancel()
+
+    def stop(self) -> None:
+        self.active = False
+        self._task.cancel()
